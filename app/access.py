@@ -1,0 +1,190 @@
+"""Data scope (数据权限): which rows a user may see, in one place.
+
+Every list, detail page, REST call, search, export and dashboard asks `scope_clause()` for the
+SQL condition of the acting user, so the rule cannot drift between screens. Roles carry a
+scope (self, self and subordinates, own department, department and sub-departments, all) in
+`crm_role_data_scope`; a user with several roles gets the widest.
+
+The department tree and the manager chain are small (hundreds of rows) and are read once per
+request into `g`, so a page costs two tiny queries for scope, not one per row.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable
+
+from flask import current_app, g, has_request_context
+from flask_appbuilder.models.filters import BaseFilter
+from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy.orm import Session
+
+from models.base import OwnedMixin
+from models.security import DATA_SCOPES, CrmUser, Department, RoleDataScope
+
+SCOPE_ORDER = DATA_SCOPES.codes  # narrowest first
+
+#: Scopes given to the built-in roles when they are created; an admin changes them in 设置.
+DEFAULT_ROLE_SCOPES: dict[str, str] = {
+    "Admin": "all",
+    "Sales Manager": "department_tree",
+    "Sales Rep": "self",
+    "Marketing": "all",
+    "Support Agent": "all",
+    "Finance": "all",
+    "Read Only": "department",
+}
+
+
+def _request_cache(key: str) -> dict[Any, Any]:
+    """A dict that lives for the current request (or a throwaway one outside requests)."""
+    if not has_request_context():
+        return {}
+    cache = g.setdefault("_crm_access_cache", {})
+    return cache.setdefault(key, {})
+
+
+def user_scope(session: Session, user: CrmUser, entity: str = "*") -> str:
+    """The widest scope among the user's roles for an entity ('*' rows are the default)."""
+    cache = _request_cache("scope")
+    key = (user.id, entity)
+    if key in cache:
+        return cache[key]
+    role_ids = [role.id for role in user.roles]
+    rows = session.execute(
+        select(RoleDataScope.role_id, RoleDataScope.entity, RoleDataScope.scope).where(
+            RoleDataScope.role_id.in_(role_ids), RoleDataScope.entity.in_([entity, "*"])
+        )
+    ).all()
+    per_role: dict[int, str] = {}
+    for role_id, row_entity, scope in sorted(rows, key=lambda r: r.entity != "*"):
+        per_role[role_id] = scope  # the entity-specific row, sorted last, wins for its role
+    widest = max(
+        per_role.values(),
+        key=lambda s: SCOPE_ORDER.index(s) if s in SCOPE_ORDER else -1,
+        default="self",
+    )
+    cache[key] = widest
+    return widest
+
+
+def _children_map(session: Session, column_pairs: Iterable[tuple[int, int | None]]) -> dict:
+    children: dict[int | None, list[int]] = defaultdict(list)
+    for node_id, parent_id in column_pairs:
+        children[parent_id].append(node_id)
+    return children
+
+
+def _descendants(children: dict[int | None, list[int]], root: int) -> set[int]:
+    found, stack = {root}, [root]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def department_tree_ids(session: Session, department_id: int) -> set[int]:
+    """The department and every department below it."""
+    cache = _request_cache("departments")
+    if "children" not in cache:
+        pairs = session.execute(select(Department.id, Department.parent_id)).all()
+        cache["children"] = _children_map(session, pairs)
+    return _descendants(cache["children"], department_id)
+
+
+def subordinate_ids(session: Session, user_id: int) -> set[int]:
+    """The user and everyone who reports to them, directly or further down (下属)."""
+    cache = _request_cache("managers")
+    if "children" not in cache:
+        pairs = session.execute(select(CrmUser.id, CrmUser.manager_id)).all()
+        cache["children"] = _children_map(session, pairs)
+    return _descendants(cache["children"], user_id)
+
+
+def current_actor() -> CrmUser | None:
+    """The user of this request (session login, JWT or API key), or None outside requests."""
+    if not has_request_context():
+        return None
+    user = current_app.appbuilder.sm.current_user
+    return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+def entity_name(model: type) -> str:
+    return getattr(model, "__tablename__", model.__name__).removeprefix("crm_")
+
+
+def owner_clause(session: Session, model: type, user: CrmUser | None) -> ColumnElement[bool]:
+    """The condition on an owned model's own columns (owner_id, department_id)."""
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return false()
+    scope = user_scope(session, user, entity_name(model))
+    own = model.owner_id == user.id
+    if scope == "all":
+        return true()
+    if scope == "subordinates":
+        return model.owner_id.in_(sorted(subordinate_ids(session, user.id)))
+    if scope in ("department", "department_tree") and user.department_id:
+        if scope == "department":
+            return or_(own, model.department_id == user.department_id)
+        departments = sorted(department_tree_ids(session, user.department_id))
+        return or_(own, model.department_id.in_(departments))
+    return own
+
+
+def is_scoped(model: type) -> bool:
+    """Whether rows of this model are filtered by data scope."""
+    return issubclass(model, OwnedMixin) or bool(getattr(model, "__scope_parent__", None))
+
+
+def scope_clause(session: Session, model: type, user: CrmUser | None) -> ColumnElement[bool] | None:
+    """The SQL condition a user's rows of `model` must meet; None means the model is not scoped.
+
+    Owned models are filtered on their own columns; a model that declares `__scope_parent__`
+    (the name of a many-to-one relationship, e.g. Contact -> customer) follows its parent.
+    """
+    if issubclass(model, OwnedMixin):
+        return owner_clause(session, model, user)
+    parent_name = getattr(model, "__scope_parent__", None)
+    if parent_name:
+        relationship = getattr(model, parent_name)
+        parent_model = relationship.property.mapper.class_
+        parent_clause = scope_clause(session, parent_model, user)
+        if parent_clause is None:
+            return None
+        return relationship.has(parent_clause)
+    return None
+
+
+def assignable_user_ids(session: Session, actor: CrmUser) -> set[int] | None:
+    """Users the actor may make owner of a record; None means anyone."""
+    scope = user_scope(session, actor, "customer")
+    if scope == "all":
+        return None
+    if scope == "subordinates":
+        return subordinate_ids(session, actor.id)
+    if scope in ("department", "department_tree") and actor.department_id:
+        departments = (
+            {actor.department_id}
+            if scope == "department"
+            else department_tree_ids(session, actor.department_id)
+        )
+        ids = session.scalars(select(CrmUser.id).where(CrmUser.department_id.in_(departments)))
+        return set(ids) | {actor.id}
+    return {actor.id}
+
+
+class DataScopeFilter(BaseFilter):
+    """Flask-AppBuilder base filter that applies the current user's data scope.
+
+    Attached by views/base.py to every ModelView and ModelRestApi of a scoped model, so lists,
+    show/edit/delete by id (404 for rows outside the scope) and REST all share it.
+    """
+
+    name = "data scope"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        session = self.datamodel.session
+        clause = scope_clause(session, self.model, current_actor())
+        return query if clause is None else query.filter(clause)

@@ -1,0 +1,114 @@
+"""`flask crm ...`: set up a database, create the admin, load demo data."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+
+from app import demo
+from app.extensions import db
+from app.regions import load_regions
+from app.security import generate_password
+from models.customers import Industry
+from models.security import CrmUser
+
+crm = AppGroup("crm", help="KeGuan commands.")
+
+SEED_INDUSTRIES = [
+    "石油化工", "生态农业", "海产品加工", "装备制造", "服务业", "新材料", "橡胶轮胎",
+    "有色金属", "纺织服装", "食品加工", "物流运输", "建筑工程", "医药化工", "电子信息", "其他",
+]
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(crm)
+
+
+def setup_database() -> dict[str, int]:
+    """Reference data, permissions and built-in roles; safe to run again after an upgrade."""
+    session = db.session
+    regions = load_regions(session)
+    industries = 0
+    if not session.scalar(select(func.count()).select_from(Industry)):
+        session.add_all(Industry(name=name, position=i) for i, name in enumerate(SEED_INDUSTRIES))
+        industries = len(SEED_INDUSTRIES)
+    session.commit()
+    appbuilder = current_app.appbuilder
+    # FAB creates these in its create_db(), which Alembic replaces (FAB_CREATE_DB=False)
+    appbuilder.sm.add_role(appbuilder.sm.auth_role_admin)
+    appbuilder.sm.add_role(appbuilder.sm.auth_role_public)
+    appbuilder.add_permissions(update_perms=True)
+    appbuilder.sm.sync_builtin_roles()
+    return {"regions": regions, "industries": industries}
+
+
+def ensure_admin(username: str = "admin") -> str | None:
+    """Create the admin user once. Returns the password when it was generated here."""
+    sm = current_app.appbuilder.sm
+    if db.session.scalar(select(CrmUser.id).where(CrmUser.username == username)):
+        return None
+    password = os.environ.get("CRM_ADMIN_PASSWORD")
+    generated = None
+    if not password:
+        password = generated = generate_password()
+    user = sm.add_user(
+        username=username,
+        first_name="管理员",
+        last_name="系统",
+        email=os.environ.get("CRM_ADMIN_EMAIL", "admin@keguan.local"),
+        role=sm.find_role(sm.auth_role_admin),
+        password=password,
+    )
+    if not user:
+        raise click.ClickException("could not create the admin user")
+    return generated
+
+
+@crm.command("init")
+def init_command() -> None:
+    """Load reference data, sync roles and permissions, create the admin (first run)."""
+    counts = setup_database()
+    click.echo(f"regions +{counts['regions']}, industries +{counts['industries']}, roles synced")
+    generated = ensure_admin()
+    if generated:
+        click.echo("")
+        click.echo("=" * 60)
+        click.echo("  管理员账号已创建 / Admin user created")
+        click.echo("  username: admin")
+        click.echo(f"  password: {generated}")
+        click.echo("  (shown once; set CRM_ADMIN_PASSWORD to choose it yourself)")
+        click.echo("=" * 60)
+
+
+@crm.command("demo")
+@click.option("--scale", type=int, default=None, help="Generate this many customers (bulk) instead of the believable demo set.")
+@click.option("--contacts-per-customer", type=int, default=2, show_default=True)
+@click.option("--seed", type=int, default=20261123, show_default=True)
+def demo_command(scale: int | None, contacts_per_customer: int, seed: int) -> None:
+    """Load the Dongying demo company (or N generated customers with --scale)."""
+    if scale:
+        stats = demo.generate(db.session, scale, contacts_per_customer, seed)
+        click.echo(
+            f"generated {stats['customers']} customers, {stats['contacts']} contacts "
+            f"in {stats['seconds']:.1f}s"
+        )
+        return
+    stats = demo.load_demo(db.session, seed)
+    if not stats:
+        click.echo("demo data already loaded")
+        return
+    click.echo(f"demo: {stats['users']} users, {stats['customers']} customers, {stats['contacts']} contacts")
+    click.echo(f"demo users' password: {stats['password']}")
+
+
+@crm.command("first-run")
+@click.pass_context
+def first_run_command(ctx: click.Context) -> None:
+    """What `make run` does once: init, then demo data when the database has no customers."""
+    ctx.invoke(init_command)
+    if demo.is_empty(db.session):
+        ctx.invoke(demo_command, scale=None, contacts_per_customer=2, seed=20261123)

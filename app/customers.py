@@ -1,0 +1,198 @@
+"""Customers and contacts: their rules (accuracy, duplicates, ownership) and use cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import validators
+from app.access import assignable_user_ids, scope_clause
+from app.errors import AccessDenied, ErrorCollector
+from app.services import RecordService, service_for
+from models.customers import (
+    COMPANY_SIZES,
+    CUSTOMER_KINDS,
+    CUSTOMER_LEVELS,
+    CUSTOMER_SOURCES,
+    CUSTOMER_STATUSES,
+    GENDERS,
+    LOCALITIES,
+    PURCHASE_FREQUENCIES,
+    Contact,
+    Customer,
+    Region,
+)
+from models.security import CrmUser
+
+#: Fields whose value must be unique among customers, with how the message names them
+UNIQUE_CUSTOMER_FIELDS = {"mobile": "手机号", "email": "电子邮箱", "credit_code": "统一社会信用代码"}
+
+
+def _check_dates(values: dict[str, Any], errors: ErrorCollector, field: str) -> None:
+    value = values.get(field)
+    if value is None:
+        return
+    if isinstance(value, dt.datetime):
+        value = values[field] = value.date()
+    if not isinstance(value, dt.date):
+        errors.add(field, _("不是有效的日期"))
+    elif value > dt.date.today():
+        errors.add(field, _("日期不能晚于今天"))
+    elif value.year < 1900:
+        errors.add(field, _("日期不能早于 1900 年"))
+
+
+def check_region(session: Session, values: dict[str, Any], errors: ErrorCollector) -> None:
+    """Province, city and district must nest; missing upper levels are filled from lower ones."""
+    codes = {k: values.get(k) for k in ("province_code", "city_code", "district_code")}
+    wanted = [c for c in codes.values() if c]
+    if not wanted:
+        return
+    regions = {r.code: r for r in session.scalars(select(Region).where(Region.code.in_(wanted)))}
+    expected_level = {"province_code": 1, "city_code": 2, "district_code": 3}
+    for field, code in codes.items():
+        if code and (code not in regions or regions[code].level != expected_level[field]):
+            errors.add(field.removesuffix("_code"), _("不是有效的行政区划"))
+            return
+    district, city = codes["district_code"], codes["city_code"]
+    if district:
+        parent = regions[district].parent_code
+        if city and parent != city:
+            errors.add("district", _("该区县不属于所选城市"))
+            return
+        values["city_code"] = city = parent
+        if city not in regions:
+            regions[city] = session.get(Region, city)
+    if city:
+        parent = regions[city].parent_code
+        if codes["province_code"] and parent != codes["province_code"]:
+            errors.add("city", _("该城市不属于所选省份"))
+            return
+        values["province_code"] = parent
+
+
+class CustomerService(RecordService):
+    model = Customer
+    choices = {
+        "kind": CUSTOMER_KINDS,
+        "size": COMPANY_SIZES,
+        "gender": GENDERS,
+        "source": CUSTOMER_SOURCES,
+        "level": CUSTOMER_LEVELS,
+        "status": CUSTOMER_STATUSES,
+        "purchase_frequency": PURCHASE_FREQUENCIES,
+        "locality": LOCALITIES,
+    }
+
+    def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
+        for field in ("kind", "level", "status"):
+            if not values.get(field) and field not in errors.errors:
+                values[field] = {"kind": "company", "level": "normal", "status": "prospect"}[field]
+        self.clean_field(values, errors, "name", lambda v: validators.clean_text(v, 200))
+        if not values.get("name") and "name" not in errors.errors:
+            errors.add("name", _("请填写客户名称"))
+        for field, limit in (("occupation", 100), ("street", 255)):
+            self.clean_field(values, errors, field, lambda v, n=limit: validators.clean_text(v, n))
+        self.clean_field(values, errors, "credit_code", validators.clean_credit_code)
+        self.clean_field(values, errors, "mobile", validators.clean_mobile)
+        self.clean_field(values, errors, "phone", validators.clean_phone)
+        self.clean_field(values, errors, "email", validators.clean_email)
+        self.clean_field(values, errors, "website", validators.clean_url)
+        _check_dates(values, errors, "birth_date")
+        if values.get("kind") == "individual" and values.get("credit_code"):
+            errors.add("credit_code", _("个人客户没有统一社会信用代码"))
+        if values.get("credit_limit") is not None and values["credit_limit"] < 0:
+            errors.add("credit_limit", _("信用额度不能为负数"))
+        check_region(session, values, errors)
+        if values.get("owner_id"):
+            values["department_id"] = session.scalar(
+                select(CrmUser.department_id).where(CrmUser.id == values["owner_id"])
+            )
+        self.check_duplicates(session, values, pk, errors)
+
+    def check_duplicates(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
+        """Refuse a mobile, e-mail or credit code that another customer already has."""
+        for field, label in UNIQUE_CUSTOMER_FIELDS.items():
+            value = values.get(field)
+            if not value or field in errors.errors:
+                continue
+            query = select(Customer.id, Customer.name, Customer.owner_id).where(
+                getattr(Customer, field) == value
+            )
+            if pk is not None:
+                query = query.where(Customer.id != pk)
+            existing = session.execute(query.limit(1)).first()
+            if existing:
+                owner = session.get(CrmUser, existing.owner_id) if existing.owner_id else None
+                errors.add(
+                    field,
+                    _(
+                        "%(label)s %(value)s 已存在:客户「%(name)s」(编号 %(id)s,负责人 %(owner)s)",
+                        label=_(label),
+                        value=value,
+                        name=existing.name,
+                        id=existing.id,
+                        owner=str(owner) if owner else _("无"),
+                    ),
+                )
+
+    def before_save(self, session: Session, item: Customer, actor: CrmUser | None, is_new: bool) -> None:
+        if is_new and item.owner_id is None and item.owner is None and actor is not None:
+            item.owner_id = actor.id
+
+    def authorize(self, session: Session, item: Customer, actor: CrmUser | None) -> None:
+        """A user may only give a customer to someone inside their own data scope."""
+        if actor is None:
+            return
+        owner_id = item.owner.id if item.owner is not None else item.owner_id
+        allowed = assignable_user_ids(session, actor)
+        if allowed is not None and owner_id not in allowed:
+            raise AccessDenied({"owner": [_("您只能把客户分配给自己数据权限内的人员")]})
+
+
+class ContactService(RecordService):
+    model = Contact
+    choices = {"gender": GENDERS}
+
+    def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
+        self.clean_field(values, errors, "name", lambda v: validators.clean_text(v, 100))
+        if not values.get("name") and "name" not in errors.errors:
+            errors.add("name", _("请填写联系人姓名"))
+        for field, limit in (("title", 100), ("wechat", 64)):
+            self.clean_field(values, errors, field, lambda v, n=limit: validators.clean_text(v, n))
+        self.clean_field(values, errors, "mobile", validators.clean_mobile)
+        self.clean_field(values, errors, "phone", validators.clean_phone)
+        self.clean_field(values, errors, "email", validators.clean_email)
+        _check_dates(values, errors, "birthday")
+        customer_id = values.get("customer_id")
+        if not customer_id:
+            errors.add("customer", _("请选择所属客户"))
+        elif session.get(Customer, customer_id) is None:
+            errors.add("customer", _("所属客户不存在"))
+        elif values.get("mobile") and "mobile" not in errors.errors:
+            query = select(Contact.name).where(
+                Contact.customer_id == customer_id, Contact.mobile == values["mobile"]
+            )
+            if pk is not None:
+                query = query.where(Contact.id != pk)
+            existing = session.scalar(query.limit(1))
+            if existing:
+                errors.add("mobile", _("该客户已有手机号相同的联系人「%(name)s」", name=existing))
+
+    def authorize(self, session: Session, item: Contact, actor: CrmUser | None) -> None:
+        """A contact may only be attached to a customer the actor can see."""
+        if actor is None:
+            return
+        customer_id = item.customer.id if item.customer is not None else item.customer_id
+        clause = scope_clause(session, Customer, actor)
+        visible = session.scalar(select(Customer.id).where(Customer.id == customer_id, clause))
+        if visible is None:
+            raise AccessDenied({"customer": [_("您无权访问该客户")]})
+
+
+customer_service = service_for(Customer)
+contact_service = service_for(Contact)

@@ -1,0 +1,219 @@
+"""KeGuan's security manager: our user model, per-request permission cache, built-in roles."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from typing import Any
+
+from flask import g, has_request_context
+from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.views import UserDBModelView
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import validators
+from app.access import DEFAULT_ROLE_SCOPES, department_tree_ids
+from app.errors import ErrorCollector
+from app.services import RecordService
+from models.security import DATA_SCOPES, CrmUser, Department, RoleDataScope
+
+READ = r"can_(list|show|get|info)"
+WRITE = r"can_(list|show|get|info|add|edit|delete|post|put)"
+SELF_SERVICE = [
+    (r"UserDBModelView", r"can_userinfo|userinfoedit|resetmypassword"),
+    (r"UserInfoEditView", r"can_this_form_(get|post)"),
+    (r"ResetMyPasswordView", r"can_this_form_(get|post)"),
+    (r"SearchView", r"can_results"),
+    (r"SearchApi", r"can_get"),
+]
+CUSTOMER_DATA = r"(Customer|Contact)(View|Api)"
+REFERENCE_DATA = r"(Industry|Tag|CustomerGroup|Region)(View|Api)"
+
+#: Built-in roles: (view name regex, permission regex) pairs, applied by `flask crm init`.
+ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
+    "Sales Rep": [(CUSTOMER_DATA, WRITE), (REFERENCE_DATA, READ), *SELF_SERVICE],
+    "Sales Manager": [
+        (CUSTOMER_DATA, WRITE),
+        (r"(Tag|CustomerGroup)(View|Api)", WRITE),
+        (REFERENCE_DATA, READ),
+        (r"Department(View|Api)", READ),
+        *SELF_SERVICE,
+    ],
+    "Marketing": [
+        (CUSTOMER_DATA, READ),
+        (r"(Tag|CustomerGroup)(View|Api)", WRITE),
+        (REFERENCE_DATA, READ),
+        *SELF_SERVICE,
+    ],
+    "Support Agent": [
+        (r"Customer(View|Api)", READ),
+        (r"Contact(View|Api)", WRITE),
+        (REFERENCE_DATA, READ),
+        *SELF_SERVICE,
+    ],
+    "Finance": [(CUSTOMER_DATA, READ), (REFERENCE_DATA, READ), *SELF_SERVICE],
+    "Read Only": [
+        (CUSTOMER_DATA, READ),
+        (REFERENCE_DATA, READ),
+        (r"Department(View|Api)", READ),
+        *SELF_SERVICE,
+    ],
+}
+
+
+class CrmUserDBModelView(UserDBModelView):
+    """The user admin screen with the department and the direct superior."""
+
+    list_columns = ["first_name", "last_name", "username", "department", "roles", "active"]
+    show_fieldsets = [
+        (
+            _("User info"),
+            {"fields": ["username", "active", "roles", "login_count", "department", "manager"]},
+        ),
+        (_("Personal Info"), {"fields": ["first_name", "last_name", "email", "mobile"]}),
+        (
+            _("Audit Info"),
+            {"fields": ["last_login", "fail_login_count", "created_on", "changed_on"]},
+        ),
+    ]
+    add_columns = [
+        "first_name",
+        "last_name",
+        "username",
+        "active",
+        "email",
+        "mobile",
+        "department",
+        "manager",
+        "roles",
+        "password",
+        "conf_password",
+    ]
+    edit_columns = [
+        "first_name",
+        "last_name",
+        "username",
+        "active",
+        "email",
+        "mobile",
+        "department",
+        "manager",
+        "roles",
+    ]
+    search_columns = ["first_name", "last_name", "username", "email", "department", "roles"]
+    label_columns = {"department": _("部门"), "manager": _("直属上级"), "mobile": _("手机号")}
+
+
+class CrmSecurityManager(SecurityManager):
+    user_model = CrmUser
+    userdbmodelview = CrmUserDBModelView
+    # FAB's user-statistics chart loads Google Charts from the internet: KeGuan works offline
+    userstatschartview = None
+
+    def _user_permissions(self, user: Any) -> set[tuple[str, str]]:
+        """All (permission, view) pairs of a user, read once per request."""
+        if not has_request_context():
+            return self.get_user_permissions(user)
+        cache = g.setdefault("_crm_permissions", {})
+        if user.id not in cache:
+            cache[user.id] = self.get_user_permissions(user)
+        return cache[user.id]
+
+    def _has_view_access(self, user: object, permission_name: str, view_name: str) -> bool:
+        return (permission_name, view_name) in self._user_permissions(user)
+
+    def _get_user_permission_view_menus(
+        self, user: object, permission_name: str, view_menus_name: list[str]
+    ) -> set[str]:
+        if user is None or not getattr(user, "is_authenticated", False):
+            return super()._get_user_permission_view_menus(user, permission_name, view_menus_name)
+        permissions = self._user_permissions(user)
+        return {name for name in view_menus_name if (permission_name, name) in permissions}
+
+    # --- built-in roles -----------------------------------------------------------------
+    def sync_builtin_roles(self) -> None:
+        """Create the built-in roles with their permissions, menus and default data scope.
+
+        Permissions are stored in the database (not FAB_ROLES regexes) so an admin can change
+        them in 设置 > 角色; running this again adds what a new version needs, removes nothing.
+        """
+        all_pvms = self.session.query(self.permissionview_model).all()
+        menu_items = _menu_items(self.appbuilder)
+        for role_name, rules in ROLE_PERMISSIONS.items():
+            role = self.add_role(role_name)
+            granted = {
+                pvm
+                for pvm in all_pvms
+                for view_re, perm_re in rules
+                if re.fullmatch(view_re, pvm.view_menu.name)
+                and re.fullmatch(perm_re, pvm.permission.name)
+            }
+            listable = {pvm.view_menu.name for pvm in granted if pvm.permission.name == "can_list"}
+            for item_name, category, view_name in menu_items:
+                if view_name in listable:
+                    for menu_name in (item_name, category):
+                        if menu_name:
+                            granted.add(self.add_permission_view_menu("menu_access", menu_name))
+            for pvm in granted - set(role.permissions):
+                role.permissions.append(pvm)
+        admin = self.add_role(self.auth_role_admin)
+        for pvm in set(all_pvms) - set(admin.permissions):
+            admin.permissions.append(pvm)
+        for role_name, scope in DEFAULT_ROLE_SCOPES.items():
+            role = self.find_role(role_name)
+            exists = self.session.scalar(
+                select(RoleDataScope.id).where(
+                    RoleDataScope.role_id == role.id, RoleDataScope.entity == "*"
+                )
+            )
+            if role is not None and exists is None:
+                self.session.add(RoleDataScope(role_id=role.id, entity="*", scope=scope))
+        self.session.commit()
+
+
+def _menu_items(appbuilder: Any) -> list[tuple[str, str, str]]:
+    """(menu item, category, view permission name) for every menu entry with a view."""
+    items = []
+    for category in appbuilder.menu.get_list():
+        for item in category.childs or [category]:
+            baseview = getattr(item, "baseview", None)
+            if baseview is not None:
+                parent = category.name if item is not category else ""
+                items.append((item.name, parent, baseview.class_permission_name))
+    return items
+
+
+class DepartmentService(RecordService):
+    model = Department
+
+    def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
+        self.clean_field(values, errors, "name", lambda v: validators.clean_text(v, 100))
+        if not values.get("name") and "name" not in errors.errors:
+            errors.add("name", gettext("请填写部门名称"))
+        parent_id = values.get("parent_id")
+        if pk is not None and parent_id is not None and parent_id in department_tree_ids(session, pk):
+            errors.add("parent", gettext("上级部门不能是本部门或其下级部门"))
+
+
+class RoleDataScopeService(RecordService):
+    model = RoleDataScope
+    choices = {"scope": DATA_SCOPES}
+
+    def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
+        self.clean_field(values, errors, "entity", lambda v: validators.clean_text(v, 50) or "*")
+        if not values.get("scope") and "scope" not in errors.errors:
+            errors.add("scope", gettext("请选择数据范围"))
+
+
+def generate_password(length: int = 16) -> str:
+    """A random password that satisfies the complexity rule (upper, lower, digit, symbol)."""
+    alphabet = string.ascii_letters + string.digits
+    while True:
+        core = "".join(secrets.choice(alphabet) for _ in range(length - 2))
+        candidate = core + secrets.choice("!@#%^*-_") + secrets.choice(string.digits)
+        if any(c.isupper() for c in candidate) and any(c.islower() for c in candidate):
+            return candidate

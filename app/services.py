@@ -1,0 +1,141 @@
+"""The record service: one per entity, the only place its rules live.
+
+A service cleans a record's values (normalise, validate, check duplicates) and saves or
+deletes it in one transaction on behalf of an actor. Screens, REST, CLI, import and the worker
+call it. A `before_flush` hook runs the same `clean()` on every new or changed record, so even
+a write that bypasses the service cannot store invalid data.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from flask_babel import gettext
+from sqlalchemy import event, inspect
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.errors import AccessDenied, ErrorCollector, ValidationFailed
+from models.base import Choices, utcnow
+from models.security import CrmUser
+
+_SERVICES: dict[type, "RecordService"] = {}
+
+
+def service_for(model: type) -> "RecordService | None":
+    return _SERVICES.get(model)
+
+
+def column_values(item: Any) -> dict[str, Any]:
+    """The record's column attributes as a dict (what clean() works on)."""
+    mapper = inspect(type(item))
+    return {attr.key: getattr(item, attr.key) for attr in mapper.column_attrs}
+
+
+class RecordService:
+    """Base service. Subclasses set `model` and implement `check()`."""
+
+    model: ClassVar[type]
+    #: column -> Choices; validated here and used by the views for select widgets
+    choices: ClassVar[dict[str, Choices]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "model" in cls.__dict__:
+            _SERVICES[cls.model] = cls()
+
+    # --- rules --------------------------------------------------------------------------
+    def clean(self, session: Session, values: dict[str, Any], pk: Any = None) -> dict[str, Any]:
+        """Return normalised values, or raise ValidationFailed with every field's errors."""
+        errors = ErrorCollector()
+        cleaned = dict(values)
+        for column, choices in self.choices.items():
+            value = cleaned.get(column)
+            if value in ("", None):
+                cleaned[column] = None
+            elif value not in choices:
+                errors.add(column, _invalid_choice(choices))
+        with session.no_autoflush:
+            self.check(session, cleaned, pk, errors)
+        errors.raise_if_any()
+        return cleaned
+
+    def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
+        """Normalise `values` in place and add an error per broken rule."""
+
+    def clean_field(self, values: dict[str, Any], errors: ErrorCollector, field: str, cleaner: Any) -> None:
+        """Apply one `app.validators` cleaner to a field, recording its message on failure."""
+        try:
+            values[field] = cleaner(values.get(field))
+        except ValueError as exc:
+            errors.add(field, str(exc))
+
+    # --- writes -------------------------------------------------------------------------
+    def authorize(self, session: Session, item: Any, actor: CrmUser | None) -> None:
+        """Raise AccessDenied when the actor may not write this record (override per entity)."""
+
+    def save(self, session: Session, item: Any, actor: CrmUser | None) -> Any:
+        """Insert or update `item` for `actor` in one transaction."""
+        state = inspect(item)
+        is_new = state.transient or state.pending
+        if actor is not None and hasattr(item, "updated_by_id"):
+            if is_new:
+                item.created_by_id = actor.id
+            item.updated_by_id = actor.id
+        if hasattr(item, "updated_at"):
+            item.updated_at = utcnow()
+        try:
+            session.add(item)
+            with session.no_autoflush:
+                self.before_save(session, item, actor, is_new)
+                self.authorize(session, item, actor)
+            session.commit()
+        except IntegrityError as exc:
+            session.rollback()
+            raise ValidationFailed({"_schema": [_integrity_message(exc)]}) from exc
+        except Exception:
+            session.rollback()
+            raise
+        return item
+
+    def before_save(self, session: Session, item: Any, actor: CrmUser | None, is_new: bool) -> None:
+        """Defaults that depend on the actor (the owner, say); override per entity."""
+
+    def delete(self, session: Session, item: Any, actor: CrmUser | None) -> None:
+        try:
+            with session.no_autoflush:
+                self.authorize(session, item, actor)
+            session.delete(item)
+            session.commit()
+        except IntegrityError as exc:
+            session.rollback()
+            raise ValidationFailed({"_schema": [_integrity_message(exc)]}) from exc
+        except Exception:
+            session.rollback()
+            raise
+
+
+def _invalid_choice(choices: Choices) -> str:
+    return gettext("不是有效的选项,可选: %(options)s", options=", ".join(choices.codes))
+
+
+def _integrity_message(exc: IntegrityError) -> str:
+    return gettext("与已有记录冲突 (唯一或关联约束),未保存")
+
+
+@event.listens_for(Session, "before_flush")
+def _clean_before_flush(session: Session, flush_context: Any, instances: Any) -> None:
+    """The data-layer guarantee: every new or changed record passes its service's clean()."""
+    for item in list(session.new) + [o for o in session.dirty if session.is_modified(o)]:
+        service = _SERVICES.get(type(item))
+        if service is None:
+            continue
+        values = column_values(item)
+        identity = inspect(item).identity
+        cleaned = service.clean(session, values, pk=identity[0] if identity else None)
+        for key, value in cleaned.items():
+            if values.get(key) != value:
+                setattr(item, key, value)
+
+
+__all__ = ["RecordService", "service_for", "column_values", "AccessDenied"]

@@ -1,0 +1,55 @@
+/* KeGuan's small enhancements to Flask-AppBuilder forms. No external requests. */
+(function ($) {
+  "use strict";
+  // Province -> city -> district: region codes nest (37 -> 3705 -> 370502), so a child
+  // select only offers the options under the chosen parent.
+  function cascade(parentId, childId, digits) {
+    var parent = $("#" + parentId), child = $("#" + childId);
+    if (!parent.length || !child.length) { return; }
+    var all = child.find("option").clone();
+    function refresh() {
+      var prefix = String(parent.val() || "").substring(0, digits);
+      var current = child.val();
+      child.empty();
+      all.each(function () {
+        var value = $(this).val();
+        if (!value || !prefix || value.substring(0, digits) === prefix) { child.append($(this).clone()); }
+      });
+      child.val(current && child.find("option[value='" + current + "']").length ? current : "");
+      child.trigger("change.select2");
+    }
+    parent.on("change", refresh);
+    refresh();
+  }
+  $(function () {
+    cascade("province", "city", 2);
+    cascade("city", "district", 4);
+  });
+})(jQuery);
+
+/* Remote selects: type to search (the search API), for relations with too many rows to list. */
+(function ($) {
+  "use strict";
+  $(function () {
+    $(".crm-remote-select").each(function () {
+      var elem = $(this);
+      elem.select2({
+        theme: "bootstrap",
+        allowClear: true,
+        placeholder: "",
+        minimumInputLength: 1,
+        ajax: {
+          url: elem.data("url"),
+          dataType: "json",
+          delay: 250,
+          data: function (params) { return { q: params.term, kind: elem.data("kind"), limit: 20 }; },
+          processResults: function (data) {
+            return { results: $.map(data.result || [], function (hit) {
+              return { id: hit.id, text: hit.detail ? hit.name + " · " + hit.detail : hit.name };
+            }) };
+          }
+        }
+      });
+    });
+  });
+})(jQuery);

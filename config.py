@@ -1,0 +1,109 @@
+"""KeGuan settings.
+
+Every setting can be overridden by an environment variable of the same name (12-factor);
+the defaults are the embedded ones, so `make run` works on a fresh machine with nothing else.
+Secrets are never defaulted to a fixed value: SECRET_KEY is generated once into `instance/`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from flask_appbuilder.const import AUTH_DB
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("CRM_INSTANCE_DIR", BASE_DIR / "instance"))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _instance_secret(filename: str) -> str:
+    """A random secret kept in `instance/`, created on first use, for the embedded setup."""
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    path = INSTANCE_DIR / filename
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def database_url() -> str:
+    """DATABASE_URL, with the usual short schemes mapped to the drivers we ship."""
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'keguan.db'}"
+    for short, full in (
+        ("postgres://", "postgresql+psycopg://"),
+        ("postgresql://", "postgresql+psycopg://"),
+        ("mysql://", "mysql+pymysql://"),
+        ("mariadb://", "mysql+pymysql://"),
+    ):
+        if url.startswith(short):
+            return full + url[len(short):]
+    return url
+
+
+# --- Application ---------------------------------------------------------------------------
+APP_NAME = os.environ.get("CRM_APP_NAME", "客管 KeGuan")
+APP_ICON = "/static/crm/logo.svg"
+APP_THEME = ""
+FAB_BASE_TEMPLATE = "crm/base.html"
+FAB_INDEX_VIEW = "views.home.HomeView"
+FAB_SECURITY_MANAGER_CLASS = "app.security.CrmSecurityManager"
+FAB_API_SWAGGER_UI = True
+FAB_ADD_SECURITY_API = True
+FAB_CREATE_DB = False  # Alembic owns the schema (flask db upgrade)
+# Permissions are synced by `flask crm init` (after migrations), not at every start-up
+FAB_UPDATE_PERMS = _env_bool("FAB_UPDATE_PERMS", False)
+FAB_API_MAX_PAGE_SIZE = 100
+SECRET_KEY = os.environ.get("SECRET_KEY") or _instance_secret("secret_key")
+
+# --- Database ------------------------------------------------------------------------------
+SQLALCHEMY_DATABASE_URI = database_url()
+SQLALCHEMY_TRACK_MODIFICATIONS = False
+SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+# How far list pages count before they show "N+" (an exact COUNT(*) over a million rows is too slow)
+CRM_COUNT_CAP = int(os.environ.get("CRM_COUNT_CAP", "10000"))
+
+# --- Security ------------------------------------------------------------------------------
+AUTH_TYPE = AUTH_DB
+AUTH_ROLE_ADMIN = "Admin"
+AUTH_ROLE_PUBLIC = "Public"
+AUTH_USER_REGISTRATION = False
+AUTH_RATE_LIMITED = True
+AUTH_RATE_LIMIT = os.environ.get("CRM_LOGIN_RATE_LIMIT", "10 per 20 second")
+RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
+REDIS_URL = os.environ.get("REDIS_URL", "")
+RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
+FAB_PASSWORD_COMPLEXITY_ENABLED = True
+WTF_CSRF_ENABLED = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", False)
+PERMANENT_SESSION_LIFETIME = int(os.environ.get("CRM_SESSION_SECONDS", str(8 * 3600)))
+# Set when serving over HTTPS (the reverse proxy or run.py --cert): adds HSTS
+CRM_HTTPS = _env_bool("CRM_HTTPS", False)
+
+# --- Language ------------------------------------------------------------------------------
+CRM_LOCALE = os.environ.get("CRM_LOCALE", "zh_CN")
+BABEL_DEFAULT_LOCALE = "zh" if CRM_LOCALE.startswith("zh") else "en"
+BABEL_DEFAULT_TIMEZONE = os.environ.get("CRM_TIMEZONE", "Asia/Shanghai")
+# FAB puts its own catalogues first; ours come after and override them
+BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "app" / "translations")
+LANGUAGES = {
+    "zh": {"flag": "cn", "name": "中文"},
+    "en": {"flag": "gb", "name": "English"},
+}
+
+# --- Mail (outbox and SMTP; used by reminders and campaigns) --------------------------------
+MAIL_SERVER = os.environ.get("MAIL_SERVER", "localhost")
+MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))
+MAIL_USERNAME = os.environ.get("MAIL_USERNAME", "")
+MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD", "")
+MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", False)
+MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "keguan@localhost")

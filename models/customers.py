@@ -1,0 +1,250 @@
+"""Customers (客户), their contacts (联系人) and the lists that classify them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Optional
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from customfields import CustomFieldsMixin
+from models.base import Choices, Model, OwnedMixin, TimestampMixin
+from models.security import CrmUser, Department
+
+CUSTOMER_KINDS = Choices(("company", "企业"), ("individual", "个人"))
+COMPANY_SIZES = Choices(
+    ("micro", "微型 (1-19人)"),
+    ("small", "小型 (20-99人)"),
+    ("medium", "中型 (100-499人)"),
+    ("large", "大型 (500人以上)"),
+)
+GENDERS = Choices(("male", "男"), ("female", "女"))
+CUSTOMER_SOURCES = Choices(
+    ("referral", "转介绍"),
+    ("exhibition", "展会"),
+    ("website", "官网"),
+    ("cold_call", "电话开发"),
+    ("visit", "上门拜访"),
+    ("advertising", "广告"),
+    ("tender", "招投标"),
+    ("other", "其他"),
+)
+CUSTOMER_LEVELS = Choices(("key", "重点客户"), ("normal", "普通客户"), ("potential", "潜在客户"))
+CUSTOMER_STATUSES = Choices(
+    ("prospect", "初步接触"),
+    ("following", "跟进中"),
+    ("won", "已成交"),
+    ("dormant", "休眠"),
+    ("lost", "已流失"),
+)
+PURCHASE_FREQUENCIES = Choices(("high", "高频"), ("mid", "中频"), ("low", "低频"))
+LOCALITIES = Choices(("local", "本地客户"), ("remote", "外地客户"))
+REGION_LEVELS = Choices(("1", "省"), ("2", "市"), ("3", "区县"))
+
+
+class Region(Model):
+    """Mainland China's administrative divisions by code (省 370000, 市 370500, 区县 370502)."""
+
+    __tablename__ = "crm_region"
+
+    code: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    level: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    parent_code: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("crm_region.code"), index=True, nullable=True
+    )
+
+    parent: Mapped[Optional["Region"]] = relationship("Region", remote_side=[code])
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Industry(Model):
+    """行业: an editable list, seeded with the industries of the region's companies."""
+
+    __tablename__ = "crm_industry"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    position: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tag(Model):
+    """标签: free labels for quick retrieval and targeting."""
+
+    __tablename__ = "crm_tag"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), nullable=False, unique=True)
+    color: Mapped[Optional[str]] = mapped_column(String(7), nullable=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CustomerGroup(TimestampMixin, Model):
+    """客户分组: a static group of customers for targeted marketing and service."""
+
+    __tablename__ = "crm_customer_group"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False, unique=True)
+    description: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+customer_tag = Table(
+    "crm_customer_tag",
+    Model.metadata,
+    Column("customer_id", ForeignKey("crm_customer.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("crm_tag.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+customer_group_member = Table(
+    "crm_customer_group_member",
+    Model.metadata,
+    Column("customer_id", ForeignKey("crm_customer.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "group_id",
+        ForeignKey("crm_customer_group.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+)
+
+
+class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
+    """客户: a company or an individual, owned by a sales rep.
+
+    Mobile, e-mail and credit code are unique (NULL allowed) so the duplicate rule holds even
+    under concurrent writes; the service turns a violation into a message naming the record.
+    """
+
+    __tablename__ = "crm_customer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False, default="company")
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    # company
+    credit_code: Mapped[Optional[str]] = mapped_column(String(18), unique=True)
+    industry_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("crm_industry.id", ondelete="SET NULL"), index=True
+    )
+    size: Mapped[Optional[str]] = mapped_column(String(20))
+    website: Mapped[Optional[str]] = mapped_column(String(255))
+    # individual
+    gender: Mapped[Optional[str]] = mapped_column(String(10))
+    birth_date: Mapped[Optional[dt.date]] = mapped_column(Date)
+    occupation: Mapped[Optional[str]] = mapped_column(String(100))
+    # reach
+    mobile: Mapped[Optional[str]] = mapped_column(String(11), unique=True)
+    phone: Mapped[Optional[str]] = mapped_column(String(20), index=True)
+    email: Mapped[Optional[str]] = mapped_column(String(254), unique=True)
+    province_code: Mapped[Optional[int]] = mapped_column(ForeignKey("crm_region.code"), index=True)
+    city_code: Mapped[Optional[int]] = mapped_column(ForeignKey("crm_region.code"), index=True)
+    district_code: Mapped[Optional[int]] = mapped_column(ForeignKey("crm_region.code"), index=True)
+    street: Mapped[Optional[str]] = mapped_column(String(255))
+    # classification
+    source: Mapped[Optional[str]] = mapped_column(String(20), index=True)
+    level: Mapped[str] = mapped_column(String(20), nullable=False, default="normal", index=True)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="prospect", index=True)
+    purchase_frequency: Mapped[Optional[str]] = mapped_column(String(10), index=True)
+    locality: Mapped[Optional[str]] = mapped_column(String(10))
+    credit_limit: Mapped[Optional[Decimal]] = mapped_column(Numeric(14, 2))
+    notes: Mapped[Optional[str]] = mapped_column(Text)
+
+    industry: Mapped[Optional[Industry]] = relationship(Industry)
+    province: Mapped[Optional[Region]] = relationship(Region, foreign_keys=[province_code])
+    city: Mapped[Optional[Region]] = relationship(Region, foreign_keys=[city_code])
+    district: Mapped[Optional[Region]] = relationship(Region, foreign_keys=[district_code])
+    owner: Mapped[Optional[CrmUser]] = relationship(CrmUser, foreign_keys="Customer.owner_id")
+    department: Mapped[Optional[Department]] = relationship(
+        Department, foreign_keys="Customer.department_id"
+    )
+    created_by: Mapped[Optional[CrmUser]] = relationship(
+        CrmUser, foreign_keys="Customer.created_by_id"
+    )
+    updated_by: Mapped[Optional[CrmUser]] = relationship(
+        CrmUser, foreign_keys="Customer.updated_by_id"
+    )
+    tags: Mapped[list[Tag]] = relationship(Tag, secondary=customer_tag)
+    groups: Mapped[list[CustomerGroup]] = relationship(
+        CustomerGroup, secondary=customer_group_member, backref="customers"
+    )
+    contacts: Mapped[list["Contact"]] = relationship(
+        "Contact", back_populates="customer", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (
+        Index("ix_customer_name", "name"),
+        Index("ix_customer_owner_name", "owner_id", "name"),
+        Index("ix_customer_department_name", "department_id", "name"),
+    )
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def address(self) -> str:
+        """The full postal address, as Chinese addresses are written: large to small."""
+        parts = [r.name for r in (self.province, self.city, self.district) if r is not None]
+        return "".join(dict.fromkeys(parts)) + (self.street or "")
+
+    def kind_label(self) -> str:
+        return CUSTOMER_KINDS.label(self.kind)
+
+    def level_label(self) -> str:
+        return CUSTOMER_LEVELS.label(self.level)
+
+    def status_label(self) -> str:
+        return CUSTOMER_STATUSES.label(self.status)
+
+
+class Contact(TimestampMixin, CustomFieldsMixin, Model):
+    """联系人: a person at a customer. Its data scope follows its customer's."""
+
+    __tablename__ = "crm_contact"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("crm_customer.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
+    title: Mapped[Optional[str]] = mapped_column(String(100))
+    mobile: Mapped[Optional[str]] = mapped_column(String(11), index=True)
+    phone: Mapped[Optional[str]] = mapped_column(String(20), index=True)
+    email: Mapped[Optional[str]] = mapped_column(String(254), index=True)
+    wechat: Mapped[Optional[str]] = mapped_column(String(64))
+    gender: Mapped[Optional[str]] = mapped_column(String(10))
+    birthday: Mapped[Optional[dt.date]] = mapped_column(Date)
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    notes: Mapped[Optional[str]] = mapped_column(Text)
+
+    __scope_parent__ = "customer"
+
+    customer: Mapped[Customer] = relationship(Customer, back_populates="contacts")
+    created_by: Mapped[Optional[CrmUser]] = relationship(
+        CrmUser, foreign_keys="Contact.created_by_id"
+    )
+
+    def __str__(self) -> str:
+        return self.name

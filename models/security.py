@@ -1,0 +1,105 @@
+"""Users, the department tree and each role's data scope (数据权限)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from flask_appbuilder.security.sqla.models import Role, User
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Choices, Model, TimestampMixin
+
+#: The five data scopes of Chinese CRMs, narrowest first; a user with several roles gets the widest
+DATA_SCOPES = Choices(
+    ("self", "本人"),
+    ("subordinates", "本人及下属"),
+    ("department", "本部门"),
+    ("department_tree", "本部门及下级部门"),
+    ("all", "全部"),
+)
+
+
+class Department(TimestampMixin, Model):
+    """部门: a tree; every user belongs to one, and one user leads it."""
+
+    __tablename__ = "crm_department"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    parent_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("crm_department.id", ondelete="RESTRICT"), index=True
+    )
+    leader_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("ab_user.id", ondelete="SET NULL", use_alter=True, name="fk_department_leader"),
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+
+    parent: Mapped[Optional["Department"]] = relationship(
+        "Department", remote_side=[id], back_populates="children"
+    )
+    children: Mapped[list["Department"]] = relationship("Department", back_populates="parent")
+    leader: Mapped[Optional["CrmUser"]] = relationship("CrmUser", foreign_keys=[leader_id])
+
+    __table_args__ = (UniqueConstraint("parent_id", "name", name="uq_department_parent_name"),)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CrmUser(User):
+    """Flask-AppBuilder's user with the department (部门) and the direct superior (上级).
+
+    Single-table extension of `ab_user`, as Flask-AppBuilder documents for custom user models.
+    """
+
+    __tablename__ = "ab_user"
+
+    department_id: Mapped[Optional[int]] = mapped_column(
+        Integer,
+        ForeignKey("crm_department.id", ondelete="SET NULL", name="fk_user_department"),
+        index=True,
+        nullable=True,
+    )
+    manager_id: Mapped[Optional[int]] = mapped_column(
+        Integer, ForeignKey("ab_user.id", ondelete="SET NULL"), index=True, nullable=True
+    )
+    mobile: Mapped[Optional[str]] = mapped_column(String(20), nullable=True)
+
+    department: Mapped[Optional[Department]] = relationship(
+        Department, foreign_keys=[department_id]
+    )
+    manager: Mapped[Optional["CrmUser"]] = relationship(
+        "CrmUser", foreign_keys=[manager_id], remote_side="CrmUser.id"
+    )
+
+    def __str__(self) -> str:
+        # Chinese names read family name first, with no space
+        full = f"{self.last_name}{self.first_name}" if _is_cjk(self.last_name) else (
+            f"{self.first_name} {self.last_name}"
+        )
+        return full.strip() or self.username
+
+
+def _is_cjk(text: str | None) -> bool:
+    return bool(text) and any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+class RoleDataScope(Model):
+    """Which rows a role sees. entity '*' is the role's default; a row per entity overrides it."""
+
+    __tablename__ = "crm_role_data_scope"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role_id: Mapped[int] = mapped_column(
+        ForeignKey("ab_role.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    entity: Mapped[str] = mapped_column(String(50), nullable=False, default="*")
+    scope: Mapped[str] = mapped_column(String(20), nullable=False, default="self")
+
+    role: Mapped[Role] = relationship(Role)
+
+    __table_args__ = (UniqueConstraint("role_id", "entity", name="uq_role_scope_entity"),)
+
+    def __str__(self) -> str:
+        return f"{self.role} · {self.entity} · {DATA_SCOPES.label(self.scope)}"

@@ -1,0 +1,181 @@
+"""Test fixtures: a real database (SQLite file by default, PostgreSQL or MariaDB by
+TEST_DATABASE_URL), migrated with Alembic from empty, and an organisation to test data scope.
+
+The organisation (three levels):
+    总公司 (root)        leader: boss (Sales Manager)
+      销售中心 (sales)     leader: director (Sales Manager)
+        一部 (team1)       leader: manager1 (Sales Manager); reps rep_a, rep_b
+        二部 (team2)       leader: manager2 (Sales Manager); rep rep_c
+rep_b reports to rep_a (rep_a is a team lead with the 'subordinates' scope in one test).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from typing import Any, Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+import config
+from app import create_app
+from app.cli import ensure_admin, setup_database
+from app.extensions import db
+from models.security import CrmUser, Department
+
+PASSWORD = "Test-Passw0rd!"
+_counter = itertools.count(1)
+
+
+def _database_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        os.environ["DATABASE_URL"] = url
+        return config.database_url()
+    folder = tempfile.mkdtemp(prefix="keguan-test-")
+    return f"sqlite:///{folder}/test.db"
+
+
+def _reset_database(url: str) -> None:
+    """Drop every table of a server database so migrations start from empty."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        if parsed.get_backend_name() == "postgresql":
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        else:
+            conn.execute(text("SET FOREIGN_KEY_CHECKS = 0"))
+            for (table,) in conn.execute(text("SHOW TABLES")).all():
+                conn.execute(text(f"DROP TABLE `{table}`"))
+            conn.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
+    engine.dispose()
+
+
+TEST_CONFIG: dict[str, Any] = {
+    "TESTING": True,
+    "WTF_CSRF_ENABLED": False,
+    "RATELIMIT_ENABLED": False,
+    "AUTH_RATE_LIMITED": False,
+    "FAB_UPDATE_PERMS": False,
+    "SERVER_NAME": None,
+}
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    url = _database_url()
+    _reset_database(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Iterator[Flask]:
+    from flask_migrate import upgrade
+
+    application = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url})
+    with application.app_context():
+        upgrade()
+        setup_database()
+        os.environ.setdefault("CRM_ADMIN_PASSWORD", PASSWORD)
+        ensure_admin()
+        build_organisation(application)
+    yield application
+
+
+def build_organisation(application: Flask) -> None:
+    sm = application.appbuilder.sm
+    session = db.session
+    tree = [("root", "总公司", None), ("sales", "销售中心", "root"), ("team1", "一部", "sales"), ("team2", "二部", "sales")]
+    departments: dict[str, Department] = {}
+    for key, name, parent in tree:
+        dept = Department(name=name, parent_id=departments[parent].id if parent else None)
+        session.add(dept)
+        session.commit()
+        departments[key] = dept
+    people = [
+        ("boss", "Sales Manager", "root", None),
+        ("director", "Sales Manager", "sales", "boss"),
+        ("manager1", "Sales Manager", "team1", "director"),
+        ("manager2", "Sales Manager", "team2", "director"),
+        ("rep_a", "Sales Rep", "team1", "manager1"),
+        ("rep_b", "Sales Rep", "team1", "rep_a"),
+        ("rep_c", "Sales Rep", "team2", "manager2"),
+        ("finance", "Finance", "root", None),
+        ("readonly", "Read Only", "team1", None),
+    ]
+    for username, role, dept_key, manager in people:
+        sm.add_user(username, username, "Test", f"{username}@test.example.cn", sm.find_role(role), PASSWORD)
+        user = session.query(CrmUser).filter_by(username=username).one()
+        user.department_id = departments[dept_key].id
+        if manager:
+            user.manager_id = session.query(CrmUser).filter_by(username=manager).one().id
+        session.commit()
+
+
+def user(username: str) -> CrmUser:
+    return db.session.query(CrmUser).filter_by(username=username).one()
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def login(client: FlaskClient, username: str, password: str = PASSWORD) -> FlaskClient:
+    response = client.post("/login/", data={"username": username, "password": password})
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    return client
+
+
+@pytest.fixture()
+def login_as(app: Flask):
+    """A logged-in test client per username: login_as('rep_a')."""
+
+    def _login(username: str) -> FlaskClient:
+        return login(app.test_client(), username)
+
+    return _login
+
+
+def token_for(client: FlaskClient, username: str) -> dict[str, str]:
+    response = client.post(
+        "/api/v1/security/login",
+        json={"username": username, "password": PASSWORD, "provider": "db"},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return {"Authorization": f"Bearer {response.json['access_token']}"}
+
+
+@pytest.fixture()
+def api_as(app: Flask):
+    """A (client, headers) pair with a JWT for a username."""
+
+    def _api(username: str) -> tuple[FlaskClient, dict[str, str]]:
+        client = app.test_client()
+        return client, token_for(client, username)
+
+    return _api
+
+
+def unique_mobile() -> str:
+    """A valid, unused mainland mobile number (139 + 8 digits from a counter)."""
+    return f"139{(os.getpid() % 100) * 1_000_000 + next(_counter):08d}"
+
+
+def unique_name(prefix: str = "测试客户") -> str:
+    return f"{prefix}{os.getpid()}-{next(_counter)}"
+
+
+def valid_credit_code() -> str:
+    from stdnum.cn import uscc
+
+    body = f"91370502{next(_counter) + 500000:09d}"
+    return body + uscc.calc_check_digit(body)

@@ -1,0 +1,244 @@
+"""KeGuan's base screen and REST classes: every entity's views inherit these and stay declarative.
+
+What they add to Flask-AppBuilder, once for all entities:
+- the data-scope filter (app.access) on every list, show, edit, delete and REST call;
+- writes through the entity's service (app.services), whose rules give field-level errors:
+  inline in forms, 422 with {field: [messages]} in the API, never a 500;
+- select widgets and translated labels for choice columns;
+- a capped COUNT(*) so list pages stay fast at a million rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from flask_appbuilder import ModelRestApi, ModelView
+from flask_appbuilder.api import API_RESULT_RES_KEY
+from flask_appbuilder.fieldwidgets import Select2Widget
+from flask_appbuilder.models.filters import BaseFilter
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from marshmallow import ValidationError
+from sqlalchemy import inspect
+from sqlalchemy.orm import RelationshipDirection
+from wtforms import SelectField
+
+from app.access import DataScopeFilter, assignable_user_ids, current_actor, is_scoped
+from app.errors import DomainError
+from app.services import column_values, service_for
+
+
+class CrmInterface(SQLAInterface):
+    """SQLAInterface whose writes go through the entity's service and whose count is capped."""
+
+    def query_count(self, query: Any, filters: Any = None, select_columns: Any = None) -> int:
+        cap = current_app.config["CRM_COUNT_CAP"]
+        inner = self._apply_inner_all(query, filters, select_columns=select_columns, aliases_mapping={})
+        return inner.limit(cap + 1).count()
+
+    def _service(self) -> Any:
+        return service_for(self.obj)
+
+    def add(self, item: Any, commit: bool = True) -> None:
+        service = self._service()
+        if service is None:
+            return super().add(item, commit)
+        service.save(self.session, item, current_actor())
+
+    def edit(self, item: Any, commit: bool = True) -> None:
+        service = self._service()
+        if service is None:
+            return super().edit(item, commit)
+        service.save(self.session, item, current_actor())
+
+    def delete(self, item: Any, commit: bool = True) -> None:
+        service = self._service()
+        if service is None:
+            return super().delete(item, commit)
+        service.delete(self.session, item, current_actor())
+
+
+class AssignableUserFilter(BaseFilter):
+    """Owner dropdowns offer only users the current user may assign records to."""
+
+    name = "assignable users"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        actor = current_actor()
+        if actor is None:
+            return query.filter(self.model.id.is_(None))
+        allowed = assignable_user_ids(self.datamodel.session, actor)
+        return query if allowed is None else query.filter(self.model.id.in_(sorted(allowed)))
+
+
+def relation_to_column(model: type) -> dict[str, str]:
+    """Many-to-one relationship name -> its foreign-key column (province -> province_code)."""
+    result = {}
+    for rel in inspect(model).relationships:
+        if rel.direction is RelationshipDirection.MANYTOONE and len(rel.local_columns) == 1:
+            result[rel.key] = next(iter(rel.local_columns)).key
+    return result
+
+
+def form_values(form: Any, model: type, instance: Any = None) -> dict[str, Any]:
+    """The values a form would write, as column values (relations become their keys)."""
+    values = column_values(instance) if instance is not None else {}
+    rel_columns = relation_to_column(model)
+    for name, field in form._fields.items():
+        if name in rel_columns:
+            target = field.data
+            values[rel_columns[name]] = inspect(target).identity[0] if target is not None else None
+        elif name in values or hasattr(model, name):
+            values[name] = field.data
+    return values
+
+
+def with_domain_validation(form_class: type, view: "CrmModelView") -> type:
+    """A subclass of a FAB form whose validate() also runs the entity service's rules.
+
+    Errors appear under their fields and the user's input stays in the form; normalised values
+    (trimmed, half-width, +86 removed...) are written back before saving.
+    """
+
+    class DomainValidatedForm(form_class):  # type: ignore[misc, valid-type]
+        def validate(self, extra_validators: Any = None) -> bool:
+            if not super().validate(extra_validators):
+                return False
+            model = view.datamodel.obj
+            service = service_for(model)
+            pk = getattr(self, "_id", None)
+            instance = view.datamodel.get(pk) if pk is not None else None
+            values = form_values(self, model, instance)
+            try:
+                cleaned = service.clean(view.datamodel.session, values, pk=pk)
+            except DomainError as exc:
+                column_to_rel = {col: rel for rel, col in relation_to_column(model).items()}
+                for field_name, messages in exc.errors.items():
+                    target = self._fields.get(field_name) or self._fields.get(
+                        column_to_rel.get(field_name, "")
+                    )
+                    if target is None:
+                        self.form_errors.extend(messages)
+                    else:
+                        target.errors = list(target.errors) + messages
+                return False
+            for name, field in self._fields.items():
+                if name in cleaned and not isinstance(cleaned[name], (list, dict)):
+                    if name not in relation_to_column(model):
+                        field.data = cleaned[name]
+            return True
+
+    DomainValidatedForm.__name__ = form_class.__name__
+    return DomainValidatedForm
+
+
+def choice_fields(model: type, label_columns: dict[str, Any]) -> dict[str, SelectField]:
+    """Select widgets for the service's choice columns, labels in the request's language."""
+    service = service_for(model)
+    fields = {}
+    for column, choices in (service.choices if service else {}).items():
+        column_attr = getattr(model, column)
+        required = not column_attr.property.columns[0].nullable
+
+        def options(choices: Any = choices, required: bool = required) -> list[tuple[str, str]]:
+            return ([] if required else [("", "—")]) + choices.options()
+
+        fields[column] = SelectField(
+            label_columns.get(column, column),
+            choices=options,
+            widget=Select2Widget(),
+            default=column_attr.property.columns[0].default.arg
+            if column_attr.property.columns[0].default is not None
+            and not callable(column_attr.property.columns[0].default.arg)
+            else None,
+            validate_choice=False,  # the service validates, with its own message
+        )
+    return fields
+
+
+class CrmModelView(ModelView):
+    """Base screen for every KeGuan entity."""
+
+    page_size = 20
+
+    def __init__(self, **kwargs: Any) -> None:
+        model = self.datamodel.obj
+        if is_scoped(model):
+            self.base_filters = [["id", DataScopeFilter, None], *(self.base_filters or [])]
+        service = service_for(model)
+        if service is not None:
+            selects = choice_fields(model, self.label_columns)
+            self.add_form_extra_fields = {**selects, **(self.add_form_extra_fields or {})}
+            self.edit_form_extra_fields = {**selects, **(self.edit_form_extra_fields or {})}
+            self.formatters_columns = {
+                **{col: (lambda c: (lambda v: c.label(v)))(ch) for col, ch in service.choices.items()},
+                **(self.formatters_columns or {}),
+            }
+        super().__init__(**kwargs)
+
+    def _init_forms(self) -> None:
+        super()._init_forms()
+        if service_for(self.datamodel.obj) is not None:
+            self.add_form = with_domain_validation(self.add_form, self)
+            self.edit_form = with_domain_validation(self.edit_form, self)
+
+
+class CrmModelApi(ModelRestApi):
+    """Base REST API for every KeGuan entity (OpenAPI docs from Flask-AppBuilder)."""
+
+    allow_browser_login = True
+    page_size = 20
+
+    def __init__(self) -> None:
+        model = self.datamodel.obj
+        if is_scoped(model):
+            self.base_filters = [["id", DataScopeFilter, None], *(self.base_filters or [])]
+        super().__init__()
+
+    def _write(self, status: int, item: Any, schema: Any) -> Any:
+        """Save through the service; map its field errors to a 4xx response."""
+        try:
+            if status == 201:
+                self.datamodel.add(item)
+            else:
+                self.datamodel.edit(item)
+        except DomainError as exc:
+            self.datamodel.session.rollback()
+            return self.response(exc.status, message=exc.errors)
+        body: dict[str, Any] = {API_RESULT_RES_KEY: schema.dump(item, many=False)}
+        if status == 201:
+            body["id"] = self.datamodel.get_pk_value(item)
+        return self.response(status, **body)
+
+    def post_headless(self) -> Any:
+        if not request.is_json or not isinstance(request.json, dict):
+            return self.response_400(message="Request is not a JSON object")
+        try:
+            item = self.add_model_schema.load(request.json)
+        except ValidationError as err:
+            return self.response_422(message=err.messages)
+        return self._write(201, item, self.add_model_schema)
+
+    def put_headless(self, pk: Any) -> Any:
+        item = self.datamodel.get(pk, self._base_filters)
+        if not request.is_json or not isinstance(request.json, dict):
+            return self.response_400(message="Request is not a JSON object")
+        if not item:
+            return self.response_404()
+        try:
+            data = self._merge_update_item(item, request.json)
+            item = self.edit_model_schema.load(data, instance=item)
+        except ValidationError as err:
+            self.datamodel.session.rollback()
+            return self.response_422(message=err.messages)
+        return self._write(200, item, self.edit_model_schema)
+
+    def delete_headless(self, pk: Any) -> Any:
+        item = self.datamodel.get(pk, self._base_filters)
+        if not item:
+            return self.response_404()
+        try:
+            self.datamodel.delete(item)
+        except DomainError as exc:
+            return self.response(exc.status, message=exc.errors)
+        return self.response(200, message="OK")

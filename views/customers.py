@@ -1,0 +1,258 @@
+"""Screens and REST APIs for customers, contacts and their reference lists."""
+
+from __future__ import annotations
+
+from flask_appbuilder.models.sqla.filters import FilterEqual
+from flask_babel import lazy_gettext as _
+
+from app.extensions import db
+from models.customers import Contact, Customer, CustomerGroup, Industry, Region, Tag
+from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView
+from views.widgets import RemoteSelectField
+
+
+def customer_select() -> RemoteSelectField:
+    """Pick a customer by typing: the list of customers is too large for a plain select."""
+    return RemoteSelectField(
+        CONTACT_LABELS["customer"],
+        model=Customer,
+        session_getter=lambda: db.session,
+        url="/api/v1/search/",
+        kind="customer",
+    )
+
+CUSTOMER_LABELS = {
+    "kind": _("客户类型"),
+    "name": _("客户名称"),
+    "credit_code": _("统一社会信用代码"),
+    "industry": _("行业"),
+    "size": _("企业规模"),
+    "website": _("网址"),
+    "gender": _("性别"),
+    "birth_date": _("出生日期"),
+    "occupation": _("职业"),
+    "mobile": _("手机号"),
+    "phone": _("电话"),
+    "email": _("电子邮箱"),
+    "province": _("省份"),
+    "city": _("城市"),
+    "district": _("区县"),
+    "street": _("详细地址"),
+    "address": _("地址"),
+    "source": _("客户来源"),
+    "level": _("客户级别"),
+    "status": _("客户状态"),
+    "purchase_frequency": _("采购频次"),
+    "locality": _("地域"),
+    "credit_limit": _("信用额度 (元)"),
+    "notes": _("备注"),
+    "owner": _("负责人"),
+    "department": _("所属部门"),
+    "tags": _("标签"),
+    "groups": _("分组"),
+    "contacts": _("联系人"),
+    "created_at": _("创建时间"),
+    "updated_at": _("更新时间"),
+    "created_by": _("创建人"),
+    "updated_by": _("更新人"),
+}
+
+CONTACT_LABELS = {
+    "customer": _("所属客户"),
+    "name": _("姓名"),
+    "title": _("职务"),
+    "mobile": _("手机号"),
+    "phone": _("电话"),
+    "email": _("电子邮箱"),
+    "wechat": _("微信号"),
+    "gender": _("性别"),
+    "birthday": _("生日"),
+    "is_primary": _("主要联系人"),
+    "notes": _("备注"),
+    "created_at": _("创建时间"),
+}
+
+REGION_LEVEL_FILTERS = {
+    "province": [["level", FilterEqual, 1]],
+    "city": [["level", FilterEqual, 2]],
+    "district": [["level", FilterEqual, 3]],
+    "owner": [["id", AssignableUserFilter, None]],
+}
+
+
+class ContactView(CrmModelView):
+    datamodel = CrmInterface(Contact)
+    list_title = _("联系人")
+    show_title = _("联系人详情")
+    add_title = _("新建联系人")
+    edit_title = _("编辑联系人")
+    label_columns = CONTACT_LABELS
+    list_columns = ["name", "customer", "title", "mobile", "phone", "email", "is_primary"]
+    show_columns = [
+        "name", "customer", "title", "mobile", "phone", "email", "wechat", "gender",
+        "birthday", "is_primary", "notes", "created_at",
+    ]
+    add_columns = [
+        "customer", "name", "title", "mobile", "phone", "email", "wechat", "gender",
+        "birthday", "is_primary", "notes",
+    ]
+    edit_columns = add_columns
+    search_columns = ["name", "mobile", "phone", "email", "title"]
+    order_columns = ["name", "mobile", "created_at"]
+    base_order = ("id", "desc")
+    add_form_extra_fields = {"customer": customer_select()}
+    edit_form_extra_fields = {"customer": customer_select()}
+
+
+class CustomerView(CrmModelView):
+    datamodel = CrmInterface(Customer)
+    list_title = _("客户")
+    show_title = _("客户详情")
+    add_title = _("新建客户")
+    edit_title = _("编辑客户")
+    label_columns = CUSTOMER_LABELS
+    list_columns = ["name", "kind", "level", "status", "mobile", "city", "owner", "updated_at"]
+    show_fieldsets = [
+        (_("基本信息"), {"fields": ["kind", "name", "level", "status", "source", "owner", "department"]}),
+        (_("企业信息"), {"fields": ["credit_code", "industry", "size", "website"]}),
+        (_("个人信息"), {"fields": ["gender", "birth_date", "occupation"]}),
+        (_("联系方式"), {"fields": ["mobile", "phone", "email", "address"]}),
+        (_("分类"), {"fields": ["purchase_frequency", "locality", "tags", "groups", "credit_limit", "notes"]}),
+        (_("记录信息"), {"fields": ["created_at", "created_by", "updated_at", "updated_by"], "expanded": False}),
+    ]
+    add_fieldsets = [
+        (_("基本信息"), {"fields": ["kind", "name", "level", "status", "source", "owner"]}),
+        (_("企业信息"), {"fields": ["credit_code", "industry", "size", "website"]}),
+        (_("个人信息"), {"fields": ["gender", "birth_date", "occupation"]}),
+        (_("联系方式"), {"fields": ["mobile", "phone", "email", "province", "city", "district", "street"]}),
+        (_("分类"), {"fields": ["purchase_frequency", "locality", "tags", "groups", "credit_limit", "notes"]}),
+    ]
+    edit_fieldsets = add_fieldsets
+    search_columns = [
+        "name", "kind", "level", "status", "source", "mobile", "phone", "email", "credit_code",
+        "industry", "owner", "purchase_frequency", "locality", "tags", "groups",
+    ]
+    order_columns = ["name", "level", "status", "updated_at", "mobile"]
+    base_order = ("id", "desc")
+    add_form_query_rel_fields = REGION_LEVEL_FILTERS
+    edit_form_query_rel_fields = REGION_LEVEL_FILTERS
+    search_form_query_rel_fields = {"owner": [["id", AssignableUserFilter, None]]}
+    related_views = [ContactView]
+
+
+class IndustryView(CrmModelView):
+    datamodel = CrmInterface(Industry)
+    list_title = _("行业")
+    label_columns = {"name": _("行业名称"), "position": _("排序")}
+    list_columns = add_columns = edit_columns = ["name", "position"]
+    base_order = ("position", "asc")
+
+
+class TagView(CrmModelView):
+    datamodel = CrmInterface(Tag)
+    list_title = _("标签")
+    label_columns = {"name": _("标签名称"), "color": _("颜色")}
+    list_columns = add_columns = edit_columns = ["name", "color"]
+
+
+class CustomerGroupView(CrmModelView):
+    datamodel = CrmInterface(CustomerGroup)
+    list_title = _("客户分组")
+    label_columns = {"name": _("分组名称"), "description": _("说明"), "customers": _("客户")}
+    list_columns = ["name", "description"]
+    add_columns = edit_columns = ["name", "description"]
+
+
+class RegionView(CrmModelView):
+    datamodel = CrmInterface(Region)
+    list_title = _("行政区划")
+    base_permissions = ["can_list", "can_show"]
+    label_columns = {"code": _("区划代码"), "name": _("名称"), "level": _("级别"), "parent": _("上级")}
+    list_columns = show_columns = ["code", "name", "level", "parent"]
+    search_columns = ["code", "name", "level"]
+    base_order = ("code", "asc")
+
+
+# --- REST ----------------------------------------------------------------------------------
+CUSTOMER_API_COLUMNS = [
+    "id", "kind", "name", "credit_code", "industry.id", "industry.name", "size", "website",
+    "gender", "birth_date", "occupation", "mobile", "phone", "email", "province.code",
+    "province.name", "city.code", "city.name", "district.code", "district.name", "street",
+    "source", "level", "status", "purchase_frequency", "locality", "credit_limit", "notes",
+    "owner.id", "owner.username", "department.id", "department.name", "tags.id", "tags.name",
+    "groups.id", "groups.name", "custom", "created_at", "updated_at",
+]
+CUSTOMER_API_WRITE = [
+    "kind", "name", "credit_code", "industry", "size", "website", "gender", "birth_date",
+    "occupation", "mobile", "phone", "email", "province", "city", "district", "street",
+    "source", "level", "status", "purchase_frequency", "locality", "credit_limit", "notes",
+    "owner", "tags", "groups",
+]
+
+
+class CustomerApi(CrmModelApi):
+    resource_name = "customer"
+    datamodel = CrmInterface(Customer)
+    list_columns = [
+        "id", "kind", "name", "level", "status", "mobile", "phone", "email", "city.name",
+        "district.name", "owner.id", "owner.username", "updated_at",
+    ]
+    show_columns = CUSTOMER_API_COLUMNS
+    add_columns = CUSTOMER_API_WRITE
+    edit_columns = CUSTOMER_API_WRITE
+    order_columns = ["id", "name", "level", "status", "updated_at", "mobile"]
+    search_columns = [
+        "name", "kind", "level", "status", "source", "mobile", "phone", "email", "credit_code",
+        "owner", "industry", "purchase_frequency", "locality",
+    ]
+    add_query_rel_fields = {"owner": [["id", AssignableUserFilter, None]]}
+    edit_query_rel_fields = add_query_rel_fields
+
+
+CONTACT_API_WRITE = [
+    "customer", "name", "title", "mobile", "phone", "email", "wechat", "gender", "birthday",
+    "is_primary", "notes",
+]
+
+
+class ContactApi(CrmModelApi):
+    resource_name = "contact"
+    datamodel = CrmInterface(Contact)
+    list_columns = ["id", "name", "customer.id", "customer.name", "title", "mobile", "email", "is_primary"]
+    show_columns = ["id", "customer.id", "customer.name", *CONTACT_API_WRITE[1:], "custom", "created_at"]
+    add_columns = CONTACT_API_WRITE
+    edit_columns = CONTACT_API_WRITE
+    order_columns = ["id", "name", "mobile"]
+    search_columns = ["name", "mobile", "phone", "email", "customer"]
+
+
+class IndustryApi(CrmModelApi):
+    resource_name = "industry"
+    datamodel = CrmInterface(Industry)
+    list_columns = show_columns = ["id", "name", "position"]
+    add_columns = edit_columns = ["name", "position"]
+
+
+class TagApi(CrmModelApi):
+    resource_name = "tag"
+    datamodel = CrmInterface(Tag)
+    list_columns = show_columns = ["id", "name", "color"]
+    add_columns = edit_columns = ["name", "color"]
+
+
+class CustomerGroupApi(CrmModelApi):
+    resource_name = "customer_group"
+    datamodel = CrmInterface(CustomerGroup)
+    list_columns = show_columns = ["id", "name", "description"]
+    add_columns = edit_columns = ["name", "description"]
+
+
+class RegionApi(CrmModelApi):
+    resource_name = "region"
+    datamodel = CrmInterface(Region)
+    base_permissions = ["can_get", "can_info"]
+    list_columns = show_columns = ["code", "name", "level", "parent_code"]
+    search_columns = ["code", "name", "level", "parent_code"]
+    order_columns = ["code", "name"]
+    page_size = 100
+

@@ -1,0 +1,26 @@
+"""The home page: a start for the role that logs in, not Flask-AppBuilder's empty welcome."""
+
+from __future__ import annotations
+
+from flask import current_app, redirect, url_for
+from flask_appbuilder import IndexView, expose
+
+from app.access import current_actor
+from app.home import home_summary
+from models.customers import CUSTOMER_LEVELS
+
+
+class HomeView(IndexView):
+    route_base = ""
+    default_view = "index"
+    index_template = "crm/home.html"
+
+    @expose("/")
+    def index(self):  # noqa: ANN201 - a Flask response
+        user = current_actor()
+        if user is None:
+            return redirect(url_for(f"{self.appbuilder.sm.auth_view.endpoint}.login"))
+        summary = home_summary(self.appbuilder.session, user, current_app.config["CRM_COUNT_CAP"])
+        return self.render_template(
+            self.index_template, summary=summary, user=user, levels=CUSTOMER_LEVELS
+        )
