@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable
 
-from flask import current_app, g, has_request_context
+from flask import current_app, has_request_context, request
 from flask_appbuilder.models.filters import BaseFilter
 from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session
@@ -36,17 +36,21 @@ DEFAULT_ROLE_SCOPES: dict[str, str] = {
 }
 
 
-def _request_cache(key: str) -> dict[Any, Any]:
-    """A dict that lives for the current request (or a throwaway one outside requests)."""
+def request_cache(key: str) -> dict[Any, Any]:
+    """A dict that lives exactly as long as the current request (throwaway outside requests).
+
+    Kept in the WSGI environ rather than `g`: `g` belongs to the app context, which can
+    outlive a request (a CLI command, a test), and a role change must show on the next request.
+    """
     if not has_request_context():
         return {}
-    cache = g.setdefault("_crm_access_cache", {})
+    cache = request.environ.setdefault("keguan.cache", {})
     return cache.setdefault(key, {})
 
 
 def user_scope(session: Session, user: CrmUser, entity: str = "*") -> str:
     """The widest scope among the user's roles for an entity ('*' rows are the default)."""
-    cache = _request_cache("scope")
+    cache = request_cache("scope")
     key = (user.id, entity)
     if key in cache:
         return cache[key]
@@ -87,7 +91,7 @@ def _descendants(children: dict[int | None, list[int]], root: int) -> set[int]:
 
 def department_tree_ids(session: Session, department_id: int) -> set[int]:
     """The department and every department below it."""
-    cache = _request_cache("departments")
+    cache = request_cache("departments")
     if "children" not in cache:
         pairs = session.execute(select(Department.id, Department.parent_id)).all()
         cache["children"] = _children_map(session, pairs)
@@ -96,7 +100,7 @@ def department_tree_ids(session: Session, department_id: int) -> set[int]:
 
 def subordinate_ids(session: Session, user_id: int) -> set[int]:
     """The user and everyone who reports to them, directly or further down (下属)."""
-    cache = _request_cache("managers")
+    cache = request_cache("managers")
     if "children" not in cache:
         pairs = session.execute(select(CrmUser.id, CrmUser.manager_id)).all()
         cache["children"] = _children_map(session, pairs)

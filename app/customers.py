@@ -142,7 +142,7 @@ class CustomerService(RecordService):
 
     def before_save(self, session: Session, item: Customer, actor: CrmUser | None, is_new: bool) -> None:
         if is_new and item.owner_id is None and item.owner is None and actor is not None:
-            item.owner_id = actor.id
+            item.owner = session.get(CrmUser, actor.id)  # the relationship, which wins at flush
 
     def authorize(self, session: Session, item: Customer, actor: CrmUser | None) -> None:
         """A user may only give a customer to someone inside their own data scope."""

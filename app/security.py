@@ -7,7 +7,6 @@ import secrets
 import string
 from typing import Any
 
-from flask import g, has_request_context
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.views import UserDBModelView
 from flask_babel import gettext
@@ -16,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import validators
-from app.access import DEFAULT_ROLE_SCOPES, department_tree_ids
+from app.access import DEFAULT_ROLE_SCOPES, department_tree_ids, request_cache
 from app.errors import ErrorCollector
 from app.services import RecordService
 from models.security import DATA_SCOPES, CrmUser, Department, RoleDataScope
@@ -116,9 +115,7 @@ class CrmSecurityManager(SecurityManager):
 
     def _user_permissions(self, user: Any) -> set[tuple[str, str]]:
         """All (permission, view) pairs of a user, read once per request."""
-        if not has_request_context():
-            return self.get_user_permissions(user)
-        cache = g.setdefault("_crm_permissions", {})
+        cache = request_cache("permissions")
         if user.id not in cache:
             cache[user.id] = self.get_user_permissions(user)
         return cache[user.id]

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from flask_babel import gettext
 from sqlalchemy import event, inspect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import RelationshipDirection, Session
 
 from app.errors import AccessDenied, ErrorCollector, ValidationFailed
 from models.base import Choices, utcnow
@@ -26,10 +26,44 @@ def service_for(model: type) -> "RecordService | None":
     return _SERVICES.get(model)
 
 
+def many_to_one_columns(model: type) -> dict[str, str]:
+    """Many-to-one relationship name -> its foreign-key column (province -> province_code)."""
+    result = {}
+    for rel in inspect(model).relationships:
+        if rel.direction is RelationshipDirection.MANYTOONE and len(rel.local_columns) == 1:
+            result[rel.key] = next(iter(rel.local_columns)).key
+    return result
+
+
 def column_values(item: Any) -> dict[str, Any]:
-    """The record's column attributes as a dict (what clean() works on)."""
+    """The record's column values as a dict (what clean() works on).
+
+    A many-to-one relationship set on the object but not yet flushed wins over its stale
+    foreign-key column, as it will at flush time.
+    """
     mapper = inspect(type(item))
-    return {attr.key: getattr(item, attr.key) for attr in mapper.column_attrs}
+    values = {attr.key: getattr(item, attr.key) for attr in mapper.column_attrs}
+    for rel_key, column in many_to_one_columns(type(item)).items():
+        if rel_key in item.__dict__:
+            target = item.__dict__[rel_key]
+            # an unknown id sent to the API arrives as a new, transient object: keep its key
+            values[column] = (
+                None if target is None else inspect(target).mapper.primary_key_from_instance(target)[0]
+            )
+    return values
+
+
+def apply_values(session: Session, item: Any, values: dict[str, Any], cleaned: dict[str, Any]) -> None:
+    """Write cleaned values back, keeping relationships and their keys in step."""
+    column_to_rel = {col: rel for rel, col in many_to_one_columns(type(item)).items()}
+    for key, value in cleaned.items():
+        if values.get(key) == value:
+            continue
+        setattr(item, key, value)
+        rel_key = column_to_rel.get(key)
+        if rel_key and rel_key in item.__dict__:
+            target_model = inspect(type(item)).relationships[rel_key].mapper.class_
+            setattr(item, rel_key, session.get(target_model, value) if value is not None else None)
 
 
 class RecordService:
@@ -133,9 +167,7 @@ def _clean_before_flush(session: Session, flush_context: Any, instances: Any) ->
         values = column_values(item)
         identity = inspect(item).identity
         cleaned = service.clean(session, values, pk=identity[0] if identity else None)
-        for key, value in cleaned.items():
-            if values.get(key) != value:
-                setattr(item, key, value)
+        apply_values(session, item, values, cleaned)
 
 
 __all__ = ["RecordService", "service_for", "column_values", "AccessDenied"]

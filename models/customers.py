@@ -156,7 +156,7 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     birth_date: Mapped[Optional[dt.date]] = mapped_column(Date)
     occupation: Mapped[Optional[str]] = mapped_column(String(100))
     # reach
-    mobile: Mapped[Optional[str]] = mapped_column(String(11), unique=True)
+    mobile: Mapped[Optional[str]] = mapped_column(String(20), unique=True)  # input may carry +86
     phone: Mapped[Optional[str]] = mapped_column(String(20), index=True)
     email: Mapped[Optional[str]] = mapped_column(String(254), unique=True)
     province_code: Mapped[Optional[int]] = mapped_column(ForeignKey("crm_region.code"), index=True)
@@ -230,7 +230,7 @@ class Contact(TimestampMixin, CustomFieldsMixin, Model):
     )
     name: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
     title: Mapped[Optional[str]] = mapped_column(String(100))
-    mobile: Mapped[Optional[str]] = mapped_column(String(11), index=True)
+    mobile: Mapped[Optional[str]] = mapped_column(String(20), index=True)
     phone: Mapped[Optional[str]] = mapped_column(String(20), index=True)
     email: Mapped[Optional[str]] = mapped_column(String(254), index=True)
     wechat: Mapped[Optional[str]] = mapped_column(String(64))

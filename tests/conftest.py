@@ -90,6 +90,14 @@ def app(database_url: str) -> Iterator[Flask]:
     yield application
 
 
+@pytest.fixture(autouse=True)
+def app_context(app: Flask) -> Iterator[None]:
+    """Tests read the database through db.session; requests made inside share this context."""
+    with app.app_context():
+        yield
+        db.session.rollback()
+
+
 def build_organisation(application: Flask) -> None:
     sm = application.appbuilder.sm
     session = db.session

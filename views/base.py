@@ -20,12 +20,11 @@ from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from marshmallow import ValidationError
 from sqlalchemy import inspect
-from sqlalchemy.orm import RelationshipDirection
 from wtforms import SelectField
 
 from app.access import DataScopeFilter, assignable_user_ids, current_actor, is_scoped
 from app.errors import DomainError
-from app.services import column_values, service_for
+from app.services import column_values, many_to_one_columns, service_for
 
 
 class CrmInterface(SQLAInterface):
@@ -71,19 +70,10 @@ class AssignableUserFilter(BaseFilter):
         return query if allowed is None else query.filter(self.model.id.in_(sorted(allowed)))
 
 
-def relation_to_column(model: type) -> dict[str, str]:
-    """Many-to-one relationship name -> its foreign-key column (province -> province_code)."""
-    result = {}
-    for rel in inspect(model).relationships:
-        if rel.direction is RelationshipDirection.MANYTOONE and len(rel.local_columns) == 1:
-            result[rel.key] = next(iter(rel.local_columns)).key
-    return result
-
-
 def form_values(form: Any, model: type, instance: Any = None) -> dict[str, Any]:
     """The values a form would write, as column values (relations become their keys)."""
     values = column_values(instance) if instance is not None else {}
-    rel_columns = relation_to_column(model)
+    rel_columns = many_to_one_columns(model)
     for name, field in form._fields.items():
         if name in rel_columns:
             target = field.data
@@ -112,7 +102,7 @@ def with_domain_validation(form_class: type, view: "CrmModelView") -> type:
             try:
                 cleaned = service.clean(view.datamodel.session, values, pk=pk)
             except DomainError as exc:
-                column_to_rel = {col: rel for rel, col in relation_to_column(model).items()}
+                column_to_rel = {col: rel for rel, col in many_to_one_columns(model).items()}
                 for field_name, messages in exc.errors.items():
                     target = self._fields.get(field_name) or self._fields.get(
                         column_to_rel.get(field_name, "")
@@ -124,7 +114,7 @@ def with_domain_validation(form_class: type, view: "CrmModelView") -> type:
                 return False
             for name, field in self._fields.items():
                 if name in cleaned and not isinstance(cleaned[name], (list, dict)):
-                    if name not in relation_to_column(model):
+                    if name not in many_to_one_columns(model):
                         field.data = cleaned[name]
             return True
 
@@ -140,7 +130,10 @@ def choice_fields(model: type, label_columns: dict[str, Any]) -> dict[str, Selec
         column_attr = getattr(model, column)
         required = not column_attr.property.columns[0].nullable
 
-        def options(choices: Any = choices, required: bool = required) -> list[tuple[str, str]]:
+        def options(
+            form: Any = None, field: Any = None, *, choices: Any = choices, required: bool = required
+        ) -> list[tuple[str, str]]:
+            # WTForms calls this per form instance, so labels follow the request's language
             return ([] if required else [("", "—")]) + choices.options()
 
         fields[column] = SelectField(
