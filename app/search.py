@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, Integer, and_, case, column, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.access import scope_clause
@@ -58,9 +58,9 @@ def name_contains(session: Session, model: type, query: str) -> ColumnElement[bo
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite" and len(query) >= 3 and model is Customer:
         fts = text("SELECT rowid FROM crm_customer_fts WHERE name LIKE :pattern").bindparams(
-            pattern=f"%{_escape_like(query)}%"
+            pattern=f"%{query}%"  # FTS5 trigram LIKE: no ESCAPE clause, wildcards are rare in names
         )
-        return model.id.in_(fts.columns())
+        return model.id.in_(fts.columns(column("rowid", Integer)))
     return model.name.like(f"%{_escape_like(query)}%", escape="\\")
 
 

@@ -17,7 +17,7 @@ import tempfile
 from typing import Any, Iterator
 
 import pytest
-from flask import Flask
+from flask import Flask, g
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -81,6 +81,16 @@ def app(database_url: str) -> Iterator[Flask]:
     from flask_migrate import upgrade
 
     application = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url})
+
+    def _forget_previous_request_user() -> None:
+        # Tests keep one app context open (see app_context), and Flask-Login and JWT-Extended
+        # cache the user in that context's `g`: empty it so each request authenticates on its
+        # own, as it does in production where every request has a fresh `g`.
+        for key in list(g):
+            g.pop(key, None)
+
+    application.before_request_funcs.setdefault(None, []).insert(0, _forget_previous_request_user)
+
     with application.app_context():
         upgrade()
         setup_database()

@@ -1,0 +1,674 @@
+"""Time KeGuan's customer screens and APIs at scale: `python -m bench.run --help`.
+
+Builds a database (migrations from empty, reference data, admin, `app.demo.generate`), then
+times each operation through the Flask test client, in process and logged in, as a Sales Rep
+(sees only their own customers) and as an Admin (sees all), beside the raw SQL the page needs.
+Prints figures only; nothing passes or fails on time (see /work/shared/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    case,
+    create_engine,
+    event,
+    func,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, aliased
+
+import config
+from app import create_app, demo
+from app.access import scope_clause
+from app.cli import ensure_admin, setup_database
+from app.extensions import db
+from app.search import name_contains, prefix_range
+from models.customers import (
+    Contact,
+    Customer,
+    CustomerGroup,
+    Industry,
+    Region,
+    Tag,
+    customer_group_member,
+    customer_tag,
+)
+from models.security import CrmUser, Department
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+TARGET_MS = 100
+PASSWORD = "Bench-Passw0rd!"
+REP_USERNAME = "bench_03_04"  # a Sales Rep: bench_TT_00 is each team's manager
+ADMIN_USERNAME = "admin"
+PAGE_SIZE = 20
+# Two-character words found inside generated names: each is one of six suffixes (~1/6 of rows)
+TWO_CHAR_WORDS = ["化工", "机械", "水产", "物流", "轮胎"]
+HEADER = (
+    f"{'operation':<35}{'db':<10}{'n':<5}{'median_ms':<11}{'p95_ms':<8}{'raw_sql_ms':<12}target_ms"
+)
+
+log = logging.getLogger("bench")
+
+
+# --- options and database ------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="default: SQLite file instance/bench/keguan_bench.db; "
+        "e.g. postgresql://postgres@127.0.0.1/keguan_bench",
+    )
+    parser.add_argument("--customers", type=int, default=1_000_000, help="default: %(default)s")
+    parser.add_argument("--contacts-per-customer", type=int, default=2, help="default: %(default)s")
+    parser.add_argument("--repeat", type=int, default=30, help="timed calls per operation (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed calls first (default: %(default)s)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the database; skip generation when it holds >= N customers"
+    )
+    parser.add_argument("--build-only", action="store_true", help="build the database, time nothing")
+    parser.add_argument("--seed", type=int, default=42, help="picks the target records (default: %(default)s)")
+    parser.add_argument("--only", action="append", default=[], help="run operations whose name contains this")
+    parser.add_argument("--show-sql", action="store_true", help="print the SQL of one request per operation")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.warmup < 0 or args.customers < 1:
+        parser.error("--repeat and --customers must be >= 1, --warmup >= 0")
+    return args
+
+
+def resolve_url(raw: str | None) -> str:
+    """The SQLAlchemy URL, with short schemes mapped to the drivers KeGuan ships (config.py)."""
+    if not raw:
+        folder = config.INSTANCE_DIR / "bench"
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / 'keguan_bench.db'}"
+    os.environ["DATABASE_URL"] = raw
+    return config.database_url()
+
+
+def ensure_database(url: URL) -> None:
+    """Create a PostgreSQL database that does not exist yet (SQLite files create themselves)."""
+    if url.get_backend_name() != "postgresql":
+        return
+    engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database})
+        if not exists:
+            conn.exec_driver_sql(f'CREATE DATABASE "{url.database}"')
+    engine.dispose()
+
+
+def drop_everything(url: URL) -> None:
+    """Start from an empty database, so the migrations build the whole schema."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if url.database and url.database != ":memory:":
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(url.database + suffix).unlink(missing_ok=True)
+        return
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        if backend == "postgresql":
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+        else:
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+            for (table,) in conn.exec_driver_sql("SHOW TABLES").all():
+                conn.exec_driver_sql(f"DROP TABLE `{table}`")
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+    engine.dispose()
+
+
+def make_app(url: str) -> Flask:
+    return create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_ENABLED": False,
+            "AUTH_RATE_LIMITED": False,
+            "TESTING": True,
+        }
+    )
+
+
+def build(app: Flask, args: argparse.Namespace) -> dict[str, Any]:
+    """Migrate, set up, create the admin and generate customers; returns what was done."""
+    from flask_migrate import upgrade
+
+    os.environ["CRM_ADMIN_PASSWORD"] = PASSWORD
+    info: dict[str, Any] = {"generation_seconds": None, "analyze_seconds": None}
+    with app.app_context():
+        started = time.perf_counter()
+        upgrade()
+        setup_database()
+        ensure_admin(ADMIN_USERNAME)
+        info["setup_seconds"] = round(time.perf_counter() - started, 2)
+        print(f"schema and reference data ready in {info['setup_seconds']:.1f}s", flush=True)
+        session = db.session
+        existing = session.scalar(select(func.count()).select_from(Customer)) or 0
+        if args.reuse and existing >= args.customers:
+            print(f"reusing the database: {existing:,} customers already there, no generation", flush=True)
+        else:
+            missing = args.customers - existing
+            print(f"generating {missing:,} customers x {args.contacts_per_customer} contacts ...", flush=True)
+            started = time.perf_counter()
+            stats = demo.generate(session, missing, args.contacts_per_customer)
+            info["generation_seconds"] = round(time.perf_counter() - started, 1)
+            print(
+                f"generated {stats['customers']:,} customers, {stats['contacts']:,} contacts "
+                f"in {info['generation_seconds']:.1f}s",
+                flush=True,
+            )
+            info["analyze_seconds"] = analyze(db.engine)
+        info["customers"] = session.scalar(select(func.count()).select_from(Customer))
+        info["contacts"] = session.scalar(select(func.count()).select_from(Contact))
+        db.session.remove()
+    return info
+
+
+def analyze(engine: Engine) -> float | None:
+    """PostgreSQL: refresh planner statistics after the bulk load, as autovacuum soon would.
+
+    SQLite is left as the application leaves it (KeGuan runs no ANALYZE / PRAGMA optimize).
+    """
+    if engine.dialect.name != "postgresql":
+        return None
+    started = time.perf_counter()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE")
+    seconds = round(time.perf_counter() - started, 1)
+    print(f"VACUUM ANALYZE in {seconds:.1f}s", flush=True)
+    return seconds
+
+
+# --- who, and on which records --------------------------------------------------------------
+@dataclass(frozen=True)
+class Probe:
+    """The records one repetition targets, all visible to the actor."""
+
+    customer_id: int
+    name_fragment: str  # >= 3 characters from the middle of a visible customer's name
+    mobile_prefix: str  # the first 7 digits of a visible customer's mobile
+    word: str  # a 2-character word
+    owner_id: int  # a user whose customers the actor may see
+
+
+@dataclass
+class Actor:
+    label: str  # "rep" or "admin"
+    username: str
+    user_id: int
+    web: FlaskClient
+    api: FlaskClient
+    headers: dict[str, str]
+    probes: list[Probe] = field(default_factory=list)
+
+
+def login(app: Flask, username: str) -> tuple[FlaskClient, FlaskClient, dict[str, str]]:
+    """A browser-like client logged in through /login/, and a client with a JWT for the API."""
+    web = app.test_client()
+    response = web.post("/login/", data={"username": username, "password": PASSWORD})
+    if response.status_code != 302:
+        raise SystemExit(f"login of {username} failed: {response.status_code}")
+    api = app.test_client()
+    response = api.post(
+        "/api/v1/security/login", json={"username": username, "password": PASSWORD, "provider": "db"}
+    )
+    if response.status_code != 200 or not response.json:
+        raise SystemExit(f"API login of {username} failed: {response.status_code}")
+    return web, api, {"Authorization": f"Bearer {response.json['access_token']}"}
+
+
+def make_actors(app: Flask, count: int, rng: random.Random) -> list[Actor]:
+    actors = []
+    with app.app_context():
+        session = db.session
+        bench_users = list(session.scalars(select(CrmUser.id).where(CrmUser.username.like("bench_%"))))
+        ids = {}
+        for label, username in (("rep", REP_USERNAME), ("admin", ADMIN_USERNAME)):
+            user_id = session.scalar(select(CrmUser.id).where(CrmUser.username == username))
+            if user_id is None:
+                raise SystemExit(f"user {username} not found")
+            app.appbuilder.sm.reset_password(user_id, PASSWORD)
+            ids[label] = (username, user_id)
+        db.session.remove()
+    for label, (username, user_id) in ids.items():
+        web, api, headers = login(app, username)
+        actors.append(Actor(label, username, user_id, web, api, headers))
+    with app.app_context():
+        session = db.session
+        for actor in actors:
+            user = session.get(CrmUser, actor.user_id)
+            scope = scope_clause(session, Customer, user)
+            owners = [actor.user_id] if actor.label == "rep" else bench_users
+            actor.probes = [_probe(session, scope, rng, owners) for _ in range(count)]
+        db.session.remove()
+    return actors
+
+
+def _probe(session: Session, scope: ColumnElement[bool] | None, rng: random.Random, owners: list[int]) -> Probe:
+    low, high = session.execute(select(func.min(Customer.id), func.max(Customer.id))).one()
+    stmt = select(Customer.id, Customer.name, Customer.mobile).order_by(Customer.id).limit(1)
+    if scope is not None:
+        stmt = stmt.where(scope)
+    row = session.execute(stmt.where(Customer.id >= rng.randint(low, high))).first()
+    row = row or session.execute(stmt).one()
+    digits = re.search(r"(\d{2,})号", row.name)
+    fragment = f"{digits.group(1)}号" if digits else row.name[1:4]
+    return Probe(
+        customer_id=row.id,
+        name_fragment=fragment,
+        mobile_prefix=(row.mobile or "13900012345")[:7],
+        word=rng.choice(TWO_CHAR_WORDS),
+        owner_id=rng.choice(owners),
+    )
+
+
+# --- the raw SQL each page needs --------------------------------------------------------------
+@dataclass(frozen=True)
+class RawContext:
+    customer_scope: ColumnElement[bool]
+    contact_scope: ColumnElement[bool]
+    count_cap: int
+
+
+def _capped_count(session: Session, ctx: RawContext, model: Any, *conditions: Any) -> None:
+    scope = ctx.customer_scope if model is Customer else ctx.contact_scope
+    inner = select(model.id).where(scope, *conditions).limit(ctx.count_cap + 1).subquery()
+    session.scalar(select(func.count()).select_from(inner))
+
+
+def _customer_rows(session: Session, ctx: RawContext, *conditions: Any, order_by: Any = None, district: bool = False) -> None:
+    """The 20 rows of a customer list (with city, owner and optionally district names)."""
+    city, dist = aliased(Region), aliased(Region)
+    columns = [
+        Customer.id, Customer.name, Customer.kind, Customer.level, Customer.status, Customer.mobile,
+        Customer.phone, Customer.email, Customer.updated_at, city.name, CrmUser.id, CrmUser.username,
+    ]
+    stmt = (
+        select(*columns, *([dist.name] if district else []))
+        .outerjoin(city, city.code == Customer.city_code)
+        .outerjoin(CrmUser, CrmUser.id == Customer.owner_id)
+    )
+    if district:
+        stmt = stmt.outerjoin(dist, dist.code == Customer.district_code)
+    stmt = stmt.where(ctx.customer_scope, *conditions)
+    if order_by is not None:
+        stmt = stmt.order_by(*order_by)
+    session.execute(stmt.limit(PAGE_SIZE)).all()
+
+
+def raw_list_page(session: Session, ctx: RawContext, probe: Probe) -> None:
+    _capped_count(session, ctx, Customer)
+    _customer_rows(session, ctx, order_by=[Customer.id.desc()])
+
+
+def raw_list_by_name(session: Session, ctx: RawContext, probe: Probe) -> None:
+    _capped_count(session, ctx, Customer)
+    _customer_rows(session, ctx, order_by=[Customer.name.asc()])
+
+
+def raw_list_by_owner(session: Session, ctx: RawContext, probe: Probe) -> None:
+    _capped_count(session, ctx, Customer, Customer.owner_id == probe.owner_id)
+    _customer_rows(session, ctx, Customer.owner_id == probe.owner_id, order_by=[Customer.id.desc()])
+
+
+def _rank(column: Any, query: str) -> Any:
+    return case((column == query, 0), (prefix_range(column, query), 1), else_=2)
+
+
+def _search(session: Session, ctx: RawContext, conditions: Callable[[Any], list[tuple[Any, Any]]]) -> None:
+    """What app.search.search runs: per model, per condition, the 20 best visible rows."""
+    for model, scope in ((Customer, ctx.customer_scope), (Contact, ctx.contact_scope)):
+        for condition, rank in conditions(model):
+            session.execute(
+                select(model.id, model.name, func.coalesce(model.mobile, model.email, literal("")), rank)
+                .where(condition, scope)
+                .order_by(rank, func.length(model.name), model.name)
+                .limit(PAGE_SIZE)
+            ).all()
+
+
+def raw_search_mobile(session: Session, ctx: RawContext, probe: Probe) -> None:
+    prefix = probe.mobile_prefix
+    _search(
+        session,
+        ctx,
+        lambda model: [
+            (prefix_range(model.mobile, prefix), _rank(model.mobile, prefix)),
+            (prefix_range(model.phone, prefix), literal(1)),
+        ],
+    )
+
+
+def _search_name(session: Session, ctx: RawContext, query: str) -> None:
+    _search(
+        session,
+        ctx,
+        lambda model: [
+            (prefix_range(model.name, query), _rank(model.name, query)),
+            (name_contains(session, model, query), _rank(model.name, query)),
+        ],
+    )
+
+
+def raw_search_name(session: Session, ctx: RawContext, probe: Probe) -> None:
+    _search_name(session, ctx, probe.name_fragment)
+
+
+def raw_search_word(session: Session, ctx: RawContext, probe: Probe) -> None:
+    _search_name(session, ctx, probe.word)
+
+
+def _customer_record(session: Session, ctx: RawContext, customer_id: int) -> None:
+    """One customer with every many-to-one name the page shows, its tags and groups."""
+    province, city, district = aliased(Region), aliased(Region), aliased(Region)
+    owner, created_by, updated_by = aliased(CrmUser), aliased(CrmUser), aliased(CrmUser)
+    stmt = (
+        select(
+            *Customer.__table__.columns, Industry.name, province.name, city.name, district.name,
+            owner.username, Department.name, created_by.username, updated_by.username,
+        )
+        .outerjoin(Industry, Industry.id == Customer.industry_id)
+        .outerjoin(province, province.code == Customer.province_code)
+        .outerjoin(city, city.code == Customer.city_code)
+        .outerjoin(district, district.code == Customer.district_code)
+        .outerjoin(owner, owner.id == Customer.owner_id)
+        .outerjoin(Department, Department.id == Customer.department_id)
+        .outerjoin(created_by, created_by.id == Customer.created_by_id)
+        .outerjoin(updated_by, updated_by.id == Customer.updated_by_id)
+        .where(Customer.id == customer_id, ctx.customer_scope)
+    )
+    session.execute(stmt).one()
+    session.execute(
+        select(Tag.id, Tag.name).join(customer_tag, customer_tag.c.tag_id == Tag.id)
+        .where(customer_tag.c.customer_id == customer_id)
+    ).all()
+    session.execute(
+        select(CustomerGroup.id, CustomerGroup.name)
+        .join(customer_group_member, customer_group_member.c.group_id == CustomerGroup.id)
+        .where(customer_group_member.c.customer_id == customer_id)
+    ).all()
+
+
+def raw_detail(session: Session, ctx: RawContext, probe: Probe) -> None:
+    """The record, plus the related contacts list (count and first page) the show page renders."""
+    _customer_record(session, ctx, probe.customer_id)
+    _capped_count(session, ctx, Contact, Contact.customer_id == probe.customer_id)
+    session.execute(
+        select(
+            Contact.id, Contact.name, Contact.title, Contact.mobile, Contact.phone, Contact.email,
+            Contact.is_primary, Customer.name,
+        )
+        .join(Customer, Customer.id == Contact.customer_id)
+        .where(Contact.customer_id == probe.customer_id, ctx.contact_scope)
+        .order_by(Contact.id.desc())
+        .limit(PAGE_SIZE)
+    ).all()
+
+
+def raw_rest_list(session: Session, ctx: RawContext, probe: Probe) -> None:
+    _capped_count(session, ctx, Customer)
+    _customer_rows(session, ctx, district=True)
+
+
+def raw_rest_get(session: Session, ctx: RawContext, probe: Probe) -> None:
+    _customer_record(session, ctx, probe.customer_id)
+
+
+# --- operations and timing ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    url: Callable[[Probe], str]
+    raw: Callable[[Session, RawContext, Probe], None]
+    api: bool = False
+
+
+OPERATIONS = [
+    Operation("customer list page 1", lambda p: "/customerview/list/", raw_list_page),
+    Operation(
+        "customer list by name",
+        lambda p: "/customerview/list/?_oc_CustomerView=name&_od_CustomerView=asc",
+        raw_list_by_name,
+    ),
+    Operation("customer list by owner", lambda p: f"/customerview/list/?_flt_0_owner={p.owner_id}", raw_list_by_owner),
+    Operation("search mobile prefix", lambda p: f"/search/?q={p.mobile_prefix}", raw_search_mobile),
+    Operation("search name 3+ chars", lambda p: f"/search/?q={quote(p.name_fragment)}", raw_search_name),
+    Operation("search name 2 chars", lambda p: f"/search/?q={quote(p.word)}", raw_search_word),
+    Operation("customer detail", lambda p: f"/customerview/show/{p.customer_id}", raw_detail),
+    Operation("REST list", lambda p: "/api/v1/customer/", raw_rest_list, api=True),
+    Operation("REST get", lambda p: f"/api/v1/customer/{p.customer_id}", raw_rest_get, api=True),
+]
+
+
+class BenchError(Exception):
+    """An operation that could not be timed (a non-200 answer or an exception)."""
+
+
+class QueryLog:
+    """Counts (and optionally keeps) every statement sent to the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.count = 0
+        self.keep = False
+        self.statements: list[str] = []
+        event.listen(engine, "before_cursor_execute", self._on_execute)
+
+    def _on_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.count += 1
+        if self.keep:
+            self.statements.append(" ".join(statement.split()))
+
+    def reset(self, keep: bool = False) -> None:
+        self.count, self.keep, self.statements = 0, keep, []
+
+
+@dataclass
+class Result:
+    operation: str
+    db: str
+    n: int
+    median_ms: float
+    p95_ms: float
+    raw_sql_ms: float
+    target_ms: int
+    queries: int
+    raw_queries: int
+    overhead_ratio: float
+    raw_p95_ms: float
+    error: str | None = None
+
+    def line(self) -> str:
+        if self.error:
+            return f"{self.operation:<35}{self.db:<10}{'ERROR':<36}{self.target_ms}  {self.error}"
+        return (
+            f"{self.operation:<35}{self.db:<10}{self.n:<5}{self.median_ms:<11.1f}"
+            f"{self.p95_ms:<8.1f}{self.raw_sql_ms:<12.1f}{self.target_ms}"
+        )
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def time_requests(
+    op: Operation, actor: Actor, warmup: int, queries: QueryLog, show_sql: bool
+) -> tuple[list[float], int, list[str]]:
+    """Milliseconds per timed request, the statements of the first timed request, their text."""
+    client = actor.api if op.api else actor.web
+    headers = actor.headers if op.api else {}
+    times: list[float] = []
+    count, statements = 0, []
+    for i, probe in enumerate(actor.probes):
+        url = op.url(probe)
+        queries.reset(keep=show_sql and i == warmup)
+        started = time.perf_counter()
+        response = client.get(url, headers=headers)
+        response.get_data()
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise BenchError(f"GET {url} -> {response.status_code}")
+        if i == warmup:
+            count, statements = queries.count, queries.statements
+        if i >= warmup:
+            times.append(elapsed)
+    return times, count, statements
+
+
+def time_raw(app: Flask, op: Operation, actor: Actor, warmup: int, queries: QueryLog) -> tuple[list[float], int]:
+    """Milliseconds per run of the raw SQL for the same targets, and its statement count."""
+    times: list[float] = []
+    count = 0
+    with app.app_context():
+        try:
+            session = db.session
+            user = session.get(CrmUser, actor.user_id)
+            customer_scope = scope_clause(session, Customer, user)
+            contact_scope = scope_clause(session, Contact, user)
+            assert customer_scope is not None and contact_scope is not None
+            ctx = RawContext(customer_scope, contact_scope, app.config["CRM_COUNT_CAP"])
+            for i, probe in enumerate(actor.probes):
+                queries.reset()
+                started = time.perf_counter()
+                op.raw(session, ctx, probe)
+                elapsed = (time.perf_counter() - started) * 1000
+                if i == warmup:
+                    count = queries.count
+                if i >= warmup:
+                    times.append(elapsed)
+        finally:
+            db.session.remove()
+    return times, count
+
+
+def run_operations(app: Flask, args: argparse.Namespace, actors: list[Actor], queries: QueryLog, db_name: str) -> list[Result]:
+    operations = [op for op in OPERATIONS if not args.only or any(s in op.name for s in args.only)]
+    results = []
+    print()
+    print(HEADER, flush=True)
+    for op in operations:
+        for actor in actors:
+            try:
+                times, count, statements = time_requests(op, actor, args.warmup, queries, args.show_sql)
+                raw_times, raw_count = time_raw(app, op, actor, args.warmup, queries)
+            except Exception as exc:  # noqa: BLE001 - report it and time the other operations
+                result = failed(op, actor, db_name, exc)
+                results.append(result)
+                print(result.line(), flush=True)
+                continue
+            median, raw_median = statistics.median(times), statistics.median(raw_times)
+            result = Result(
+                operation=f"{op.name} ({actor.label})",
+                db=db_name,
+                n=len(times),
+                median_ms=round(median, 2),
+                p95_ms=round(p95(times), 2),
+                raw_sql_ms=round(raw_median, 2),
+                target_ms=TARGET_MS,
+                queries=count,
+                raw_queries=raw_count,
+                overhead_ratio=round(median / raw_median, 1) if raw_median > 0 else math.inf,
+                raw_p95_ms=round(p95(raw_times), 2),
+            )
+            results.append(result)
+            print(result.line(), flush=True)
+            for statement in statements:
+                print(f"    SQL: {statement[:300]}", flush=True)
+    return results
+
+
+def failed(op: Operation, actor: Actor, db_name: str, exc: Exception) -> Result:
+    message = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+    nan = math.nan
+    return Result(f"{op.name} ({actor.label})", db_name, 0, nan, nan, nan, TARGET_MS, 0, 0, nan, nan, message)
+
+
+def print_query_counts(results: list[Result]) -> None:
+    print()
+    print(f"{'operation':<35}{'queries':<9}{'raw_queries':<13}{'page/raw':<10}raw_p95_ms")
+    for r in results:
+        if r.error:
+            continue
+        print(f"{r.operation:<35}{r.queries:<9}{r.raw_queries:<13}{r.overhead_ratio:<10}{r.raw_p95_ms}")
+
+
+def write_json(db_name: str, url: URL, args: argparse.Namespace, info: dict[str, Any], results: list[Result]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{db_name}.json"
+    payload = {
+        "db": db_name,
+        "database_url": url.render_as_string(hide_password=True),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "machine": platform.node(),
+        "options": {k: v for k, v in vars(args).items() if k != "database_url"},
+        **info,
+        "rep": REP_USERNAME,
+        "results": [_without_nan(asdict(r)) for r in results],
+    }
+    path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+    return path
+
+
+def _without_nan(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("flask_appbuilder", "alembic", "flask_migrate"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    url_string = resolve_url(args.database_url)
+    url = make_url(url_string)
+    db_name = url.get_backend_name()
+    print(f"database: {url.render_as_string(hide_password=True)}", flush=True)
+    ensure_database(url)
+    if not args.reuse:
+        drop_everything(url)
+    app = make_app(url_string)
+    info = build(app, args)
+    print(f"customers: {info['customers']:,}  contacts: {info['contacts']:,}", flush=True)
+    if args.build_only:
+        return 0
+    with app.app_context():
+        queries = QueryLog(db.engine)
+    rng = random.Random(args.seed)
+    actors = make_actors(app, args.warmup + args.repeat, rng)
+    results = run_operations(app, args, actors, queries, db_name)
+    print_query_counts(results)
+    path = write_json(db_name, url, args, info, results)
+    print(f"\nwritten {path.relative_to(BENCH_DIR.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
