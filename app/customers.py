@@ -108,6 +108,8 @@ class CustomerService(RecordService):
         if values.get("credit_limit") is not None and values["credit_limit"] < 0:
             errors.add("credit_limit", _("信用额度不能为负数"))
         check_region(session, values, errors)
+        if pk is not None and not values.get("owner_id"):
+            errors.add("owner", _("请选择负责人"))  # a new record defaults to its creator
         if values.get("owner_id"):
             values["department_id"] = session.scalar(
                 select(CrmUser.department_id).where(CrmUser.id == values["owner_id"])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from flask_appbuilder import AppBuilder
 from flask_appbuilder.utils.legacy import get_sqla_class
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from models import Model
 
@@ -14,3 +18,12 @@ db = get_sqla_class()(metadata=Model.metadata)
 appbuilder = AppBuilder(update_perms=True)
 migrate = Migrate()
 csrf = CSRFProtect()
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: object, connection_record: object) -> None:
+    """SQLite enforces foreign keys (and so ON DELETE CASCADE) only when asked, per connection."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_appbuilder.models.sqla.filters import FilterEqual
 from flask_babel import lazy_gettext as _
+from wtforms import BooleanField
 
 from app.extensions import db
 from models.customers import Contact, Customer, CustomerGroup, Industry, Region, Tag
@@ -100,8 +101,9 @@ class ContactView(CrmModelView):
     search_columns = ["name", "mobile", "phone", "email", "title"]
     order_columns = ["name", "mobile", "created_at"]
     base_order = ("id", "desc")
-    add_form_extra_fields = {"customer": customer_select()}
-    edit_form_extra_fields = {"customer": customer_select()}
+    # a required Boolean column would make FAB require the box to be ticked
+    add_form_extra_fields = {"customer": customer_select(), "is_primary": BooleanField(CONTACT_LABELS["is_primary"])}
+    edit_form_extra_fields = {"customer": customer_select(), "is_primary": BooleanField(CONTACT_LABELS["is_primary"])}
 
 
 class CustomerView(CrmModelView):

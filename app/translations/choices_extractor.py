@@ -15,7 +15,8 @@ Used by babel.cfg as `choices_extractor:extract`; it imports nothing from KeGuan
 from __future__ import annotations
 
 import ast
-from typing import IO, Any, Collection, Iterator
+from collections.abc import Collection, Iterator
+from typing import IO, Any
 
 from babel.messages.extract import extract_python
 
