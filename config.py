@@ -44,7 +44,7 @@ def database_url() -> str:
         ("mariadb://", "mysql+pymysql://"),
     ):
         if url.startswith(short):
-            return full + url[len(short):]
+            return full + url[len(short) :]
     return url
 
 

@@ -12,7 +12,8 @@ request into `g`, so a page costs two tiny queries for scope, not one per row.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from flask import current_app, has_request_context, request
 from flask_appbuilder.models.filters import BaseFilter
@@ -61,7 +62,7 @@ def user_scope(session: Session, user: CrmUser, entity: str = "*") -> str:
         )
     ).all()
     per_role: dict[int, str] = {}
-    for role_id, row_entity, scope in sorted(rows, key=lambda r: r.entity != "*"):
+    for role_id, _entity, scope in sorted(rows, key=lambda r: r.entity != "*"):
         per_role[role_id] = scope  # the entity-specific row, sorted last, wins for its role
     widest = max(
         per_role.values(),

@@ -19,8 +19,21 @@ from models.security import CrmUser
 crm = AppGroup("crm", help="KeGuan commands.")
 
 SEED_INDUSTRIES = [
-    "石油化工", "生态农业", "海产品加工", "装备制造", "服务业", "新材料", "橡胶轮胎",
-    "有色金属", "纺织服装", "食品加工", "物流运输", "建筑工程", "医药化工", "电子信息", "其他",
+    "石油化工",
+    "生态农业",
+    "海产品加工",
+    "装备制造",
+    "服务业",
+    "新材料",
+    "橡胶轮胎",
+    "有色金属",
+    "纺织服装",
+    "食品加工",
+    "物流运输",
+    "建筑工程",
+    "医药化工",
+    "电子信息",
+    "其他",
 ]
 
 
@@ -85,7 +98,12 @@ def init_command() -> None:
 
 
 @crm.command("demo")
-@click.option("--scale", type=int, default=None, help="Generate this many customers (bulk) instead of the believable demo set.")
+@click.option(
+    "--scale",
+    type=int,
+    default=None,
+    help="Generate this many customers (bulk) instead of the believable demo set.",
+)
 @click.option("--contacts-per-customer", type=int, default=2, show_default=True)
 @click.option("--seed", type=int, default=20261123, show_default=True)
 def demo_command(scale: int | None, contacts_per_customer: int, seed: int) -> None:

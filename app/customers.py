@@ -116,7 +116,9 @@ class CustomerService(RecordService):
             )
         self.check_duplicates(session, values, pk, errors)
 
-    def check_duplicates(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
+    def check_duplicates(
+        self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector
+    ) -> None:
         """Refuse a mobile, e-mail or credit code that another customer already has."""
         for field, label in UNIQUE_CUSTOMER_FIELDS.items():
             value = values.get(field)

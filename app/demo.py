@@ -16,22 +16,89 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 from stdnum.cn import uscc
 
-from app.security import generate_password
 from app.customers import contact_service, customer_service
+from app.security import generate_password
 from models.base import utcnow
 from models.customers import Contact, Customer, CustomerGroup, Industry, Region, Tag
 from models.security import CrmUser, Department
 
-MOBILE_PREFIXES = ["130", "131", "132", "133", "135", "136", "137", "138", "139", "150", "151",
-                   "152", "155", "156", "157", "158", "159", "180", "181", "182", "186", "187",
-                   "188", "189"]
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
-GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉萍红娥玲芬燕彬鹏辉斌宇浩凯健俊帆帅旭宁晨阳峰建国海波志"
+MOBILE_PREFIXES = [
+    "130",
+    "131",
+    "132",
+    "133",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "155",
+    "156",
+    "157",
+    "158",
+    "159",
+    "180",
+    "181",
+    "182",
+    "186",
+    "187",
+    "188",
+    "189",
+]
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡"
+    "余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯"
+    "龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+GIVEN = (
+    "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉萍红娥玲芬燕彬鹏辉斌宇浩凯健俊帆帅旭宁晨阳峰建国海波志"
+)
 DONGYING_DISTRICTS = [370502, 370503, 370505, 370522, 370523]  # 东营区 河口区 垦利区 利津县 广饶县
-OTHER_CITIES = [370102, 370202, 370303, 370602, 370702, 371002, 371602, 371302]  # 济南 青岛 淄博 烟台 潍坊 威海 滨州 临沂
-COMPANY_WORDS = ["胜利", "黄河", "华泰", "鲁明", "海科", "万达", "科瑞", "利华益", "正和", "富海", "金岭",
-                 "齐润", "汇泽", "龙港", "宝港", "新海", "亿维", "广饶", "垦东", "河口", "渤海", "黄蓝",
-                 "海韵", "鑫源", "诚信", "恒丰", "国瓷", "科达", "天信", "万通"]
+OTHER_CITIES = [
+    370102,
+    370202,
+    370303,
+    370602,
+    370702,
+    371002,
+    371602,
+    371302,
+]  # 济南 青岛 淄博 烟台 潍坊 威海 滨州 临沂
+COMPANY_WORDS = [
+    "胜利",
+    "黄河",
+    "华泰",
+    "鲁明",
+    "海科",
+    "万达",
+    "科瑞",
+    "利华益",
+    "正和",
+    "富海",
+    "金岭",
+    "齐润",
+    "汇泽",
+    "龙港",
+    "宝港",
+    "新海",
+    "亿维",
+    "广饶",
+    "垦东",
+    "河口",
+    "渤海",
+    "黄蓝",
+    "海韵",
+    "鑫源",
+    "诚信",
+    "恒丰",
+    "国瓷",
+    "科达",
+    "天信",
+    "万通",
+]
 INDUSTRY_SUFFIX = {
     "石油化工": ["石化", "化工", "油服", "炼化"],
     "生态农业": ["生态农业", "农业科技", "种植专业合作社"],
@@ -45,18 +112,31 @@ DEMO_ORG = [
     # (department, parent, [(username, surname, given, role, is_leader)])
     ("东营鲁科化工有限公司", None, [("gm", "刘", "建国", "Sales Manager", True)]),
     ("销售中心", "东营鲁科化工有限公司", [("sales_director", "王", "海峰", "Sales Manager", True)]),
-    ("华东销售部", "销售中心", [("manager_east", "张", "伟", "Sales Manager", True),
-                             ("rep_zhang", "张", "磊", "Sales Rep", False),
-                             ("rep_li", "李", "娜", "Sales Rep", False)]),
-    ("东营本地销售部", "销售中心", [("manager_local", "陈", "静", "Sales Manager", True),
-                               ("rep_wang", "王", "芳", "Sales Rep", False),
-                               ("rep_zhao", "赵", "强", "Sales Rep", False)]),
+    (
+        "华东销售部",
+        "销售中心",
+        [
+            ("manager_east", "张", "伟", "Sales Manager", True),
+            ("rep_zhang", "张", "磊", "Sales Rep", False),
+            ("rep_li", "李", "娜", "Sales Rep", False),
+        ],
+    ),
+    (
+        "东营本地销售部",
+        "销售中心",
+        [
+            ("manager_local", "陈", "静", "Sales Manager", True),
+            ("rep_wang", "王", "芳", "Sales Rep", False),
+            ("rep_zhao", "赵", "强", "Sales Rep", False),
+        ],
+    ),
     ("垦利销售组", "东营本地销售部", [("rep_sun", "孙", "洋", "Sales Rep", False)]),
     ("市场部", "东营鲁科化工有限公司", [("marketing", "周", "敏", "Marketing", True)]),
     ("客服部", "东营鲁科化工有限公司", [("support", "吴", "杰", "Support Agent", True)]),
     ("财务部", "东营鲁科化工有限公司", [("finance", "郑", "秀英", "Finance", True)]),
     ("审计室", "东营鲁科化工有限公司", [("auditor", "冯", "平", "Read Only", True)]),
 ]
+STREETS = ["南一路", "东三路", "胜利大街", "港城路", "孤岛镇工业园"]
 DEMO_TAGS = ["重点跟进", "老客户", "政府合作", "危化品资质", "出口业务", "样品已寄", "价格敏感"]
 DEMO_GROUPS = ["年度大客户", "东营本地客户", "春季促销目标", "售后回访名单"]
 
@@ -95,8 +175,12 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
         leader = None
         for username, surname, given, role, is_leader in members:
             user = sm.add_user(
-                username=username, first_name=given, last_name=surname,
-                email=f"{username}@lukechem.example.cn", role=sm.find_role(role), password=password,
+                username=username,
+                first_name=given,
+                last_name=surname,
+                email=f"{username}@lukechem.example.cn",
+                role=sm.find_role(role),
+                password=password,
             )
             user = session.get(CrmUser, user.id)
             user.department_id = dept.id
@@ -108,7 +192,7 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
         for username, *_rest in members:
             user = users[username]
             parent_leader = departments[parent].leader_id if parent else None
-            user.manager_id = (leader.id if leader and user is not leader else parent_leader)
+            user.manager_id = leader.id if leader and user is not leader else parent_leader
     session.commit()
 
     tags = [Tag(name=t) for t in DEMO_TAGS]
@@ -124,13 +208,20 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
             surname, given = _person(rng)
             district = rng.choice(DONGYING_DISTRICTS)
             customer = Customer(
-                kind="individual", name=surname + given, gender=rng.choice(["male", "female"]),
+                kind="individual",
+                name=surname + given,
+                gender=rng.choice(["male", "female"]),
                 birth_date=utcnow().date().replace(year=rng.randint(1965, 1998), day=rng.randint(1, 28)),
                 occupation=rng.choice(["个体经营", "养殖户", "教师", "工程师", "采购经理"]),
-                mobile=_mobile(rng), district_code=district, street=f"{rng.choice(['府前街', '西四路', '黄河路', '济南路'])}{rng.randint(1, 300)}号",
-                source=rng.choice(["referral", "visit", "website"]), level=rng.choice(["normal", "potential"]),
-                status=rng.choice(["prospect", "following", "won"]), locality="local",
-                purchase_frequency=rng.choice(["mid", "low"]), owner_id=owner.id,
+                mobile=_mobile(rng),
+                district_code=district,
+                street=f"{rng.choice(['府前街', '西四路', '黄河路', '济南路'])}{rng.randint(1, 300)}号",
+                source=rng.choice(["referral", "visit", "website"]),
+                level=rng.choice(["normal", "potential"]),
+                status=rng.choice(["prospect", "following", "won"]),
+                locality="local",
+                purchase_frequency=rng.choice(["mid", "low"]),
+                owner_id=owner.id,
             )
         else:
             industry_name = rng.choice(list(INDUSTRY_SUFFIX))
@@ -140,19 +231,24 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
             city_name = "东营" if local else ""
             customer = Customer(
                 kind="company",
-                name=f"{city_name}{word}{rng.choice(INDUSTRY_SUFFIX[industry_name])}有限公司" + ("" if i < 30 else f"{['分公司', '第二工厂', '销售公司'][i % 3]}"),
+                name=f"{city_name}{word}{rng.choice(INDUSTRY_SUFFIX[industry_name])}有限公司"
+                + ("" if i < 30 else f"{['分公司', '第二工厂', '销售公司'][i % 3]}"),
                 credit_code=_credit_code(district, 100000 + i * 7919),
                 industry_id=industries.get(industry_name, industries["其他"]).id,
                 size=rng.choice(["small", "medium", "large", "micro"]),
                 website=f"www.{['sl', 'hh', 'ht', 'lm', 'hk', 'wd'][i % 6]}{i}.com.cn",
-                mobile=_mobile(rng), phone=f"0546-{rng.randint(7000000, 8999999)}" if local else None,
+                mobile=_mobile(rng),
+                phone=f"0546-{rng.randint(7000000, 8999999)}" if local else None,
                 email=f"purchase{i}@{['slchem', 'hhgroup', 'htpetro', 'lmtech'][i % 4]}.example.cn",
-                district_code=district, street=f"{rng.choice(['南一路', '东三路', '胜利大街', '港城路', '孤岛镇工业园'])}{rng.randint(1, 500)}号",
+                district_code=district,
+                street=f"{rng.choice(STREETS)}{rng.randint(1, 500)}号",
                 source=rng.choice(["exhibition", "referral", "cold_call", "tender", "website"]),
                 level=rng.choice(["key", "normal", "normal", "potential"]),
                 status=rng.choice(["prospect", "following", "following", "won", "dormant"]),
-                purchase_frequency=rng.choice(["high", "mid", "low"]), locality="local" if local else "remote",
-                credit_limit=rng.choice([None, 50000, 200000, 1000000]), owner_id=owner.id,
+                purchase_frequency=rng.choice(["high", "mid", "low"]),
+                locality="local" if local else "remote",
+                credit_limit=rng.choice([None, 50000, 200000, 1000000]),
+                owner_id=owner.id,
             )
         customer.tags = rng.sample(tags, rng.randint(0, 2))
         customer.groups = rng.sample(groups, rng.randint(0, 1))
@@ -161,18 +257,25 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
         for j in range(1 if customer.kind == "individual" else rng.randint(1, 3)):
             surname, given = _person(rng)
             contact = Contact(
-                customer_id=customer.id, name=surname + given,
-                title=rng.choice(["采购经理", "总经理", "技术总监", "财务", "设备主管", "本人"]) if customer.kind == "company" else "本人",
+                customer_id=customer.id,
+                name=surname + given,
+                title=rng.choice(["采购经理", "总经理", "技术总监", "财务", "设备主管", "本人"])
+                if customer.kind == "company"
+                else "本人",
                 mobile=customer.mobile if customer.kind == "individual" else _mobile(rng),
                 email=f"{rng.choice(['zhang', 'li', 'wang', 'liu'])}{i}{j}@example.cn",
-                wechat=f"wx_{i}_{j}", gender=rng.choice(["male", "female"]), is_primary=j == 0,
+                wechat=f"wx_{i}_{j}",
+                gender=rng.choice(["male", "female"]),
+                is_primary=j == 0,
             )
             contact_service.save(session, contact, owner)
             contacts += 1
     return {"users": len(users), "customers": customers, "contacts": contacts, "password": password}
 
 
-def _scale_users(session: Session, rng: random.Random, teams: int = 20, per_team: int = 10) -> list[tuple[int, int]]:
+def _scale_users(
+    session: Session, rng: random.Random, teams: int = 20, per_team: int = 10
+) -> list[tuple[int, int]]:
     """200 users in 20 teams for benchmarks (created once); returns (user id, department id)."""
     existing = session.execute(
         select(CrmUser.id, CrmUser.department_id).where(CrmUser.username.like("bench_%"))
@@ -195,8 +298,12 @@ def _scale_users(session: Session, rng: random.Random, teams: int = 20, per_team
         for u in range(per_team):
             role = manager_role if u == 0 else rep_role
             user = sm.add_user(
-                username=f"bench_{t:02d}_{u:02d}", first_name=f"{t:02d}{u:02d}", last_name="测",
-                email=f"bench_{t:02d}_{u:02d}@bench.example.cn", role=role, password=password,
+                username=f"bench_{t:02d}_{u:02d}",
+                first_name=f"{t:02d}{u:02d}",
+                last_name="测",
+                email=f"bench_{t:02d}_{u:02d}@bench.example.cn",
+                role=role,
+                password=password,
             )
             user = session.get(CrmUser, user.id)
             user.department_id = dept.id
@@ -214,7 +321,12 @@ def generate(session: Session, count: int, contacts_per_customer: int = 2, seed:
     started = time.perf_counter()
     rng = random.Random(seed)
     owners = _scale_users(session, rng)
-    districts = [c for c in session.scalars(select(Region.code).where(Region.level == 3, Region.code.between(370000, 379999)))]
+    districts = [
+        c
+        for c in session.scalars(
+            select(Region.code).where(Region.level == 3, Region.code.between(370000, 379999))
+        )
+    ]
     industries = list(session.scalars(select(Industry.id)))
     base = (session.scalar(select(func.max(Customer.id))) or 0) + 1  # keeps numbers unique per run
     levels, statuses = ["key", "normal", "normal", "potential"], ["prospect", "following", "won", "dormant"]
@@ -229,30 +341,52 @@ def generate(session: Session, count: int, contacts_per_customer: int = 2, seed:
             district = districts[n % len(districts)]
             word = COMPANY_WORDS[rng.randrange(len(COMPANY_WORDS))]
             suffix = rng.choice(["化工", "机械", "农业科技", "水产", "物流", "轮胎"])
-            customers.append({
-                "kind": "company", "name": f"{word}{suffix}{cid}号有限公司",
-                "credit_code": _credit_code(district, cid), "industry_id": industries[n % len(industries)],
-                "size": "small", "mobile": f"{MOBILE_PREFIXES[cid % len(MOBILE_PREFIXES)][:2]}9{cid:08d}",
-                "email": f"c{cid}@bench.example.cn", "province_code": district // 10000 * 10000,
-                "city_code": district // 100 * 100, "district_code": district, "street": f"胜利大街{cid % 500}号",
-                "source": "exhibition", "level": levels[n % 4], "status": statuses[n % 4],
-                "purchase_frequency": ["high", "mid", "low"][n % 3], "locality": "local",
-                "owner_id": owner_id, "department_id": dept_id, "created_at": now, "updated_at": now,
-                "custom": {},
-            })
+            customers.append(
+                {
+                    "kind": "company",
+                    "name": f"{word}{suffix}{cid}号有限公司",
+                    "credit_code": _credit_code(district, cid),
+                    "industry_id": industries[n % len(industries)],
+                    "size": "small",
+                    "mobile": f"{MOBILE_PREFIXES[cid % len(MOBILE_PREFIXES)][:2]}9{cid:08d}",
+                    "email": f"c{cid}@bench.example.cn",
+                    "province_code": district // 10000 * 10000,
+                    "city_code": district // 100 * 100,
+                    "district_code": district,
+                    "street": f"胜利大街{cid % 500}号",
+                    "source": "exhibition",
+                    "level": levels[n % 4],
+                    "status": statuses[n % 4],
+                    "purchase_frequency": ["high", "mid", "low"][n % 3],
+                    "locality": "local",
+                    "owner_id": owner_id,
+                    "department_id": dept_id,
+                    "created_at": now,
+                    "updated_at": now,
+                    "custom": {},
+                }
+            )
         ids = session.scalars(
             insert(Customer).returning(Customer.id, sort_by_parameter_order=True), customers
         ).all()
         contacts = []
-        for customer_id, row in zip(ids, customers):
+        for customer_id, row in zip(ids, customers, strict=True):
             cid = int(row["email"][1:].split("@")[0])
             for k in range(contacts_per_customer):
                 surname, given = SURNAMES[(cid + k) % len(SURNAMES)], GIVEN[(cid * 7 + k) % len(GIVEN)]
-                contacts.append({
-                    "customer_id": customer_id, "name": surname + given, "title": "采购经理",
-                    "mobile": f"15{k}{cid:08d}", "email": f"p{k}.{cid}@bench.example.cn",
-                    "is_primary": k == 0, "created_at": now, "updated_at": now, "custom": {},
-                })
+                contacts.append(
+                    {
+                        "customer_id": customer_id,
+                        "name": surname + given,
+                        "title": "采购经理",
+                        "mobile": f"15{k}{cid:08d}",
+                        "email": f"p{k}.{cid}@bench.example.cn",
+                        "is_primary": k == 0,
+                        "created_at": now,
+                        "updated_at": now,
+                        "custom": {},
+                    }
+                )
         if contacts:
             session.execute(insert(Contact), contacts)
             made_contacts += len(contacts)

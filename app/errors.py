@@ -6,7 +6,7 @@ inline form errors, so no endpoint repeats a try/except.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 
 class DomainError(Exception):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -53,6 +52,3 @@ def home_summary(session: Session, user: CrmUser, cap: int = 100_000) -> HomeSum
             )
         },
     )
-
-
-

@@ -49,7 +49,7 @@ def _phone_prefix(query: str) -> str | None:
     digits = re.sub(r"[\s\-()]", "", query)
     for code in ("+86", "0086"):
         if digits.startswith(code):
-            digits = digits[len(code):]
+            digits = digits[len(code) :]
     return digits if digits.isdigit() and len(digits) >= 3 else None
 
 

@@ -146,8 +146,7 @@ class CrmSecurityManager(SecurityManager):
                 pvm
                 for pvm in all_pvms
                 for view_re, perm_re in rules
-                if re.fullmatch(view_re, pvm.view_menu.name)
-                and re.fullmatch(perm_re, pvm.permission.name)
+                if re.fullmatch(view_re, pvm.view_menu.name) and re.fullmatch(perm_re, pvm.permission.name)
             }
             listable = {pvm.view_menu.name for pvm in granted if pvm.permission.name == "can_list"}
             for item_name, category, view_name in menu_items:
@@ -163,9 +162,7 @@ class CrmSecurityManager(SecurityManager):
         for role_name, scope in DEFAULT_ROLE_SCOPES.items():
             role = self.find_role(role_name)
             exists = self.session.scalar(
-                select(RoleDataScope.id).where(
-                    RoleDataScope.role_id == role.id, RoleDataScope.entity == "*"
-                )
+                select(RoleDataScope.id).where(RoleDataScope.role_id == role.id, RoleDataScope.entity == "*")
             )
             if role is not None and exists is None:
                 self.session.add(RoleDataScope(role_id=role.id, entity="*", scope=scope))

@@ -19,10 +19,10 @@ from app.errors import AccessDenied, ErrorCollector, ValidationFailed
 from models.base import Choices, utcnow
 from models.security import CrmUser
 
-_SERVICES: dict[type, "RecordService"] = {}
+_SERVICES: dict[type, RecordService] = {}
 
 
-def service_for(model: type) -> "RecordService | None":
+def service_for(model: type) -> RecordService | None:
     return _SERVICES.get(model)
 
 

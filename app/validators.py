@@ -49,7 +49,7 @@ def _digits_only_phone(value: Any) -> str | None:
     text = _PHONE_NOISE.sub("", text)
     for prefix in ("+86", "0086"):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
     if text.startswith("86") and len(text) == 13:
         text = text[2:]
     return text

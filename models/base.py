@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterator
+from collections.abc import Iterator
 
 from flask_appbuilder import Model
 from flask_babel import lazy_gettext
@@ -50,9 +50,7 @@ class TimestampMixin:
     """Created/updated at and by. The service layer fills the `by` columns from its actor."""
 
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
-    updated_at: Mapped[dt.datetime] = mapped_column(
-        DateTime, default=utcnow, onupdate=utcnow, nullable=False
-    )
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow, nullable=False)
 
     @declared_attr
     def created_by_id(cls) -> Mapped[int | None]:
@@ -76,6 +74,4 @@ class OwnedMixin:
 
     @declared_attr
     def department_id(cls) -> Mapped[int | None]:
-        return mapped_column(
-            Integer, ForeignKey("crm_department.id", ondelete="SET NULL"), index=True
-        )
+        return mapped_column(Integer, ForeignKey("crm_department.id", ondelete="SET NULL"), index=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Optional
 
 from sqlalchemy import (
     Boolean,
@@ -63,11 +62,9 @@ class Region(Model):
     code: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     name: Mapped[str] = mapped_column(String(64), nullable=False)
     level: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
-    parent_code: Mapped[Optional[int]] = mapped_column(
-        ForeignKey("crm_region.code"), index=True, nullable=True
-    )
+    parent_code: Mapped[int | None] = mapped_column(ForeignKey("crm_region.code"), index=True, nullable=True)
 
-    parent: Mapped[Optional["Region"]] = relationship("Region", remote_side=[code])
+    parent: Mapped[Region | None] = relationship("Region", remote_side=[code])
 
     def __str__(self) -> str:
         return self.name
@@ -93,7 +90,7 @@ class Tag(Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(50), nullable=False, unique=True)
-    color: Mapped[Optional[str]] = mapped_column(String(7), nullable=True)
+    color: Mapped[str | None] = mapped_column(String(7), nullable=True)
 
     def __str__(self) -> str:
         return self.name
@@ -106,7 +103,7 @@ class CustomerGroup(TimestampMixin, Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), nullable=False, unique=True)
-    description: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     def __str__(self) -> str:
         return self.name
@@ -145,52 +142,46 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     kind: Mapped[str] = mapped_column(String(20), nullable=False, default="company")
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     # company
-    credit_code: Mapped[Optional[str]] = mapped_column(String(18), unique=True)
-    industry_id: Mapped[Optional[int]] = mapped_column(
+    credit_code: Mapped[str | None] = mapped_column(String(18), unique=True)
+    industry_id: Mapped[int | None] = mapped_column(
         ForeignKey("crm_industry.id", ondelete="SET NULL"), index=True
     )
-    size: Mapped[Optional[str]] = mapped_column(String(20))
-    website: Mapped[Optional[str]] = mapped_column(String(255))
+    size: Mapped[str | None] = mapped_column(String(20))
+    website: Mapped[str | None] = mapped_column(String(255))
     # individual
-    gender: Mapped[Optional[str]] = mapped_column(String(10))
-    birth_date: Mapped[Optional[dt.date]] = mapped_column(Date)
-    occupation: Mapped[Optional[str]] = mapped_column(String(100))
+    gender: Mapped[str | None] = mapped_column(String(10))
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    occupation: Mapped[str | None] = mapped_column(String(100))
     # reach
-    mobile: Mapped[Optional[str]] = mapped_column(String(20), unique=True)  # input may carry +86
-    phone: Mapped[Optional[str]] = mapped_column(String(20), index=True)
-    email: Mapped[Optional[str]] = mapped_column(String(254), unique=True)
-    province_code: Mapped[Optional[int]] = mapped_column(ForeignKey("crm_region.code"), index=True)
-    city_code: Mapped[Optional[int]] = mapped_column(ForeignKey("crm_region.code"), index=True)
-    district_code: Mapped[Optional[int]] = mapped_column(ForeignKey("crm_region.code"), index=True)
-    street: Mapped[Optional[str]] = mapped_column(String(255))
+    mobile: Mapped[str | None] = mapped_column(String(20), unique=True)  # input may carry +86
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    province_code: Mapped[int | None] = mapped_column(ForeignKey("crm_region.code"), index=True)
+    city_code: Mapped[int | None] = mapped_column(ForeignKey("crm_region.code"), index=True)
+    district_code: Mapped[int | None] = mapped_column(ForeignKey("crm_region.code"), index=True)
+    street: Mapped[str | None] = mapped_column(String(255))
     # classification
-    source: Mapped[Optional[str]] = mapped_column(String(20), index=True)
+    source: Mapped[str | None] = mapped_column(String(20), index=True)
     level: Mapped[str] = mapped_column(String(20), nullable=False, default="normal", index=True)
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="prospect", index=True)
-    purchase_frequency: Mapped[Optional[str]] = mapped_column(String(10), index=True)
-    locality: Mapped[Optional[str]] = mapped_column(String(10))
-    credit_limit: Mapped[Optional[Decimal]] = mapped_column(Numeric(14, 2))
-    notes: Mapped[Optional[str]] = mapped_column(Text)
+    purchase_frequency: Mapped[str | None] = mapped_column(String(10), index=True)
+    locality: Mapped[str | None] = mapped_column(String(10))
+    credit_limit: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    notes: Mapped[str | None] = mapped_column(Text)
 
-    industry: Mapped[Optional[Industry]] = relationship(Industry)
-    province: Mapped[Optional[Region]] = relationship(Region, foreign_keys=[province_code])
-    city: Mapped[Optional[Region]] = relationship(Region, foreign_keys=[city_code])
-    district: Mapped[Optional[Region]] = relationship(Region, foreign_keys=[district_code])
-    owner: Mapped[Optional[CrmUser]] = relationship(CrmUser, foreign_keys="Customer.owner_id")
-    department: Mapped[Optional[Department]] = relationship(
-        Department, foreign_keys="Customer.department_id"
-    )
-    created_by: Mapped[Optional[CrmUser]] = relationship(
-        CrmUser, foreign_keys="Customer.created_by_id"
-    )
-    updated_by: Mapped[Optional[CrmUser]] = relationship(
-        CrmUser, foreign_keys="Customer.updated_by_id"
-    )
+    industry: Mapped[Industry | None] = relationship(Industry)
+    province: Mapped[Region | None] = relationship(Region, foreign_keys=[province_code])
+    city: Mapped[Region | None] = relationship(Region, foreign_keys=[city_code])
+    district: Mapped[Region | None] = relationship(Region, foreign_keys=[district_code])
+    owner: Mapped[CrmUser | None] = relationship(CrmUser, foreign_keys="Customer.owner_id")
+    department: Mapped[Department | None] = relationship(Department, foreign_keys="Customer.department_id")
+    created_by: Mapped[CrmUser | None] = relationship(CrmUser, foreign_keys="Customer.created_by_id")
+    updated_by: Mapped[CrmUser | None] = relationship(CrmUser, foreign_keys="Customer.updated_by_id")
     tags: Mapped[list[Tag]] = relationship(Tag, secondary=customer_tag)
     groups: Mapped[list[CustomerGroup]] = relationship(
         CustomerGroup, secondary=customer_group_member, backref="customers"
     )
-    contacts: Mapped[list["Contact"]] = relationship(
+    contacts: Mapped[list[Contact]] = relationship(
         "Contact", back_populates="customer", cascade="all, delete-orphan", passive_deletes=True
     )
 
@@ -229,22 +220,20 @@ class Contact(TimestampMixin, CustomFieldsMixin, Model):
         ForeignKey("crm_customer.id", ondelete="CASCADE"), nullable=False, index=True
     )
     name: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
-    title: Mapped[Optional[str]] = mapped_column(String(100))
-    mobile: Mapped[Optional[str]] = mapped_column(String(20), index=True)
-    phone: Mapped[Optional[str]] = mapped_column(String(20), index=True)
-    email: Mapped[Optional[str]] = mapped_column(String(254), index=True)
-    wechat: Mapped[Optional[str]] = mapped_column(String(64))
-    gender: Mapped[Optional[str]] = mapped_column(String(10))
-    birthday: Mapped[Optional[dt.date]] = mapped_column(Date)
+    title: Mapped[str | None] = mapped_column(String(100))
+    mobile: Mapped[str | None] = mapped_column(String(20), index=True)
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    email: Mapped[str | None] = mapped_column(String(254), index=True)
+    wechat: Mapped[str | None] = mapped_column(String(64))
+    gender: Mapped[str | None] = mapped_column(String(10))
+    birthday: Mapped[dt.date | None] = mapped_column(Date)
     is_primary: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
-    notes: Mapped[Optional[str]] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text)
 
     __scope_parent__ = "customer"
 
     customer: Mapped[Customer] = relationship(Customer, back_populates="contacts")
-    created_by: Mapped[Optional[CrmUser]] = relationship(
-        CrmUser, foreign_keys="Contact.created_by_id"
-    )
+    created_by: Mapped[CrmUser | None] = relationship(CrmUser, foreign_keys="Contact.created_by_id")
 
     def __str__(self) -> str:
         return self.name

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from flask_appbuilder.security.sqla.models import Role, User
 from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -27,19 +25,19 @@ class Department(TimestampMixin, Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), nullable=False)
-    parent_id: Mapped[Optional[int]] = mapped_column(
+    parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("crm_department.id", ondelete="RESTRICT"), index=True
     )
-    leader_id: Mapped[Optional[int]] = mapped_column(
+    leader_id: Mapped[int | None] = mapped_column(
         ForeignKey("ab_user.id", ondelete="SET NULL", use_alter=True, name="fk_department_leader"),
     )
     position: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
 
-    parent: Mapped[Optional["Department"]] = relationship(
+    parent: Mapped[Department | None] = relationship(
         "Department", remote_side=[id], back_populates="children"
     )
-    children: Mapped[list["Department"]] = relationship("Department", back_populates="parent")
-    leader: Mapped[Optional["CrmUser"]] = relationship("CrmUser", foreign_keys=[leader_id])
+    children: Mapped[list[Department]] = relationship("Department", back_populates="parent")
+    leader: Mapped[CrmUser | None] = relationship("CrmUser", foreign_keys=[leader_id])
 
     __table_args__ = (UniqueConstraint("parent_id", "name", name="uq_department_parent_name"),)
 
@@ -55,28 +53,28 @@ class CrmUser(User):
 
     __tablename__ = "ab_user"
 
-    department_id: Mapped[Optional[int]] = mapped_column(
+    department_id: Mapped[int | None] = mapped_column(
         Integer,
         ForeignKey("crm_department.id", ondelete="SET NULL", name="fk_user_department"),
         index=True,
         nullable=True,
     )
-    manager_id: Mapped[Optional[int]] = mapped_column(
+    manager_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("ab_user.id", ondelete="SET NULL"), index=True, nullable=True
     )
-    mobile: Mapped[Optional[str]] = mapped_column(String(20), nullable=True)
+    mobile: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
-    department: Mapped[Optional[Department]] = relationship(
-        Department, foreign_keys=[department_id]
-    )
-    manager: Mapped[Optional["CrmUser"]] = relationship(
+    department: Mapped[Department | None] = relationship(Department, foreign_keys=[department_id])
+    manager: Mapped[CrmUser | None] = relationship(
         "CrmUser", foreign_keys=[manager_id], remote_side="CrmUser.id"
     )
 
     def __str__(self) -> str:
         # Chinese names read family name first, with no space
-        full = f"{self.last_name}{self.first_name}" if _is_cjk(self.last_name) else (
-            f"{self.first_name} {self.last_name}"
+        full = (
+            f"{self.last_name}{self.first_name}"
+            if _is_cjk(self.last_name)
+            else (f"{self.first_name} {self.last_name}")
         )
         return full.strip() or self.username
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask import Flask, g
@@ -111,7 +112,12 @@ def app_context(app: Flask) -> Iterator[None]:
 def build_organisation(application: Flask) -> None:
     sm = application.appbuilder.sm
     session = db.session
-    tree = [("root", "总公司", None), ("sales", "销售中心", "root"), ("team1", "一部", "sales"), ("team2", "二部", "sales")]
+    tree = [
+        ("root", "总公司", None),
+        ("sales", "销售中心", "root"),
+        ("team1", "一部", "sales"),
+        ("team2", "二部", "sales"),
+    ]
     departments: dict[str, Department] = {}
     for key, name, parent in tree:
         dept = Department(name=name, parent_id=departments[parent].id if parent else None)

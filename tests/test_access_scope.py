@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -108,7 +108,9 @@ def test_rep_cannot_delete_or_edit_another_reps_customer(login_as, owned: dict[s
 def test_rep_list_shows_only_own(login_as, owned: dict[str, int]) -> None:
     page = login_as("rep_a").get("/customerview/list/?psize_CustomerView=100").get_data(as_text=True)
     assert "rep_a的客户" in page and "rep_c的客户" not in page and "manager1的客户" not in page
-    manager_page = login_as("manager1").get("/customerview/list/?psize_CustomerView=100").get_data(as_text=True)
+    manager_page = (
+        login_as("manager1").get("/customerview/list/?psize_CustomerView=100").get_data(as_text=True)
+    )
     assert "rep_b的客户" in manager_page and "rep_c的客户" not in manager_page
 
 
@@ -116,7 +118,10 @@ def test_api_hides_other_reps_records(api_as, owned: dict[str, int]) -> None:
     client, headers = api_as("rep_a")
     assert client.get(f"/api/v1/customer/{owned['rep_a']}", headers=headers).status_code == 200
     assert client.get(f"/api/v1/customer/{owned['rep_c']}", headers=headers).status_code == 404
-    assert client.put(f"/api/v1/customer/{owned['rep_c']}", json={"name": "x"}, headers=headers).status_code == 404
+    assert (
+        client.put(f"/api/v1/customer/{owned['rep_c']}", json={"name": "x"}, headers=headers).status_code
+        == 404
+    )
     assert client.delete(f"/api/v1/customer/{owned['rep_c']}", headers=headers).status_code == 404
     listed = client.get("/api/v1/customer/?q=(page_size:100)", headers=headers).json
     names = {row["name"] for row in listed["result"]}
@@ -133,7 +138,9 @@ def test_contacts_follow_their_customer(api_as, login_as, owned: dict[str, int])
     assert client.get(f"/api/v1/contact/{other}", headers=headers).status_code == 404
     assert login_as("rep_a").get(f"/contactview/show/{other}").status_code == 404
     # attaching a contact to a customer outside one's scope is refused
-    response = client.post("/api/v1/contact/", json={"customer": owned["rep_c"], "name": "王五"}, headers=headers)
+    response = client.post(
+        "/api/v1/contact/", json={"customer": owned["rep_c"], "name": "王五"}, headers=headers
+    )
     assert response.status_code == 403
 
 
@@ -144,9 +151,13 @@ def test_rep_cannot_give_a_customer_to_someone_else(api_as) -> None:
     )
     assert response.status_code in (403, 422)
     manager, manager_headers = api_as("manager1")
-    ok = manager.post("/api/v1/customer/", json={"name": unique_name(), "owner": user("rep_b").id}, headers=manager_headers)
+    ok = manager.post(
+        "/api/v1/customer/", json={"name": unique_name(), "owner": user("rep_b").id}, headers=manager_headers
+    )
     assert ok.status_code == 201, ok.json
-    refused = manager.post("/api/v1/customer/", json={"name": unique_name(), "owner": user("rep_c").id}, headers=manager_headers)
+    refused = manager.post(
+        "/api/v1/customer/", json={"name": unique_name(), "owner": user("rep_c").id}, headers=manager_headers
+    )
     assert refused.status_code in (403, 422)
 
 

@@ -21,7 +21,15 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 from flask import Flask, got_request_exception
-from playwright.sync_api import Browser, ConsoleMessage, Error, Page, Request, Response, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Error,
+    Page,
+    Request,
+    Response,
+    sync_playwright,
+)
 from werkzeug.serving import make_server
 
 from app.customers import contact_service, customer_service
@@ -261,7 +269,7 @@ def test_language_switch(server: Server, customer_id: int) -> None:
         visit(page, monitor, f"{server.url}/lang/zh")
         visit(page, monitor, customers)
         menu, body = page.text_content(".navbar-nav") or "", page.inner_text("body")
-        assert "客户" in menu and "记录数目" in body, f"not Chinese:\n{body[:800]}"
+        assert "客户" in menu and "记录数" in body, f"not Chinese:\n{body[:800]}"
         assert "Record Count" not in body
         problems = monitor.report()
     assert not problems, problems

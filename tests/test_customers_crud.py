@@ -12,29 +12,56 @@ from tests.conftest import unique_mobile, unique_name, valid_credit_code
 def test_screen_crud(login_as) -> None:
     client = login_as("rep_a")
     name, mobile = unique_name("东营垦利石化"), unique_mobile()
-    created = client.post("/customerview/add", data={
-        "kind": "company", "name": name, "mobile": mobile, "credit_code": valid_credit_code(),
-        "level": "key", "status": "following", "province": "370000", "city": "370500", "district": "370505",
-        "street": "胜利大街100号",
-    })
+    created = client.post(
+        "/customerview/add",
+        data={
+            "kind": "company",
+            "name": name,
+            "mobile": mobile,
+            "credit_code": valid_credit_code(),
+            "level": "key",
+            "status": "following",
+            "province": "370000",
+            "city": "370500",
+            "district": "370505",
+            "street": "胜利大街100号",
+        },
+    )
     assert created.status_code == 302
     customer = db.session.scalar(select(Customer).where(Customer.mobile == mobile))
     assert customer.address == "山东省东营市垦利区胜利大街100号"
     show = client.get(f"/customerview/show/{customer.id}").get_data(as_text=True)
     assert name in show and "重点客户" in show
-    without_owner = client.post(f"/customerview/edit/{customer.id}", data={
-        "kind": "company", "name": name, "mobile": mobile, "level": "normal", "status": "won",
-    })
+    without_owner = client.post(
+        f"/customerview/edit/{customer.id}",
+        data={
+            "kind": "company",
+            "name": name,
+            "mobile": mobile,
+            "level": "normal",
+            "status": "won",
+        },
+    )
     assert "请选择负责人" in without_owner.get_data(as_text=True)
-    edited = client.post(f"/customerview/edit/{customer.id}", data={
-        "kind": "company", "name": name + "(改)", "mobile": mobile, "level": "normal", "status": "won",
-        "owner": str(customer.owner_id),
-    })
+    edited = client.post(
+        f"/customerview/edit/{customer.id}",
+        data={
+            "kind": "company",
+            "name": name + "(改)",
+            "mobile": mobile,
+            "level": "normal",
+            "status": "won",
+            "owner": str(customer.owner_id),
+        },
+    )
     assert edited.status_code == 302
     db.session.expire_all()
     assert db.session.get(Customer, customer.id).status == "won"
-    contact = client.post("/contactview/add", data={"customer": str(customer.id), "name": "刘经理", "mobile": unique_mobile()},
-                          follow_redirects=True)
+    contact = client.post(
+        "/contactview/add",
+        data={"customer": str(customer.id), "name": "刘经理", "mobile": unique_mobile()},
+        follow_redirects=True,
+    )
     assert "已新建记录" in contact.get_data(as_text=True), contact.get_data(as_text=True)[-3000:]
     assert db.session.scalar(select(Contact).where(Contact.customer_id == customer.id)).name == "刘经理"
     deleted = client.post(f"/customerview/delete/{customer.id}")
@@ -47,10 +74,20 @@ def test_screen_crud(login_as) -> None:
 def test_api_crud_and_openapi(api_as) -> None:
     client, headers = api_as("rep_a")
     mobile = unique_mobile()
-    created = client.post("/api/v1/customer/", json={
-        "kind": "individual", "name": "王芳", "gender": "female", "birth_date": "1985-06-01",
-        "occupation": "养殖户", "mobile": mobile, "district": 370522, "level": "potential",
-    }, headers=headers)
+    created = client.post(
+        "/api/v1/customer/",
+        json={
+            "kind": "individual",
+            "name": "王芳",
+            "gender": "female",
+            "birth_date": "1985-06-01",
+            "occupation": "养殖户",
+            "mobile": mobile,
+            "district": 370522,
+            "level": "potential",
+        },
+        headers=headers,
+    )
     assert created.status_code == 201, created.json
     pk = created.json["id"]
     got = client.get(f"/api/v1/customer/{pk}", headers=headers).json["result"]
@@ -71,7 +108,11 @@ def test_search_box_ranks_and_finds(api_as) -> None:
     base = unique_name("黄河口海产")
     mobile = unique_mobile()
     for suffix in ("", "加工厂", "销售分公司"):
-        client.post("/api/v1/customer/", json={"name": base + suffix, "mobile": mobile if not suffix else None}, headers=headers)
+        client.post(
+            "/api/v1/customer/",
+            json={"name": base + suffix, "mobile": mobile if not suffix else None},
+            headers=headers,
+        )
     contains = client.get(f"/api/v1/search/?q={base[2:8]}", headers=headers).json["result"]
     assert {h["name"] for h in contains} >= {base, base + "加工厂", base + "销售分公司"}
     ranked = client.get(f"/api/v1/search/?q={base}", headers=headers).json["result"]
@@ -88,6 +129,8 @@ def test_search_page_and_contacts(login_as, api_as) -> None:
     client, headers = api_as("rep_a")
     customer = client.post("/api/v1/customer/", json={"name": unique_name()}, headers=headers).json["id"]
     email = f"{unique_name('buyer')}@lukechem.cn".lower()
-    client.post("/api/v1/contact/", json={"customer": customer, "name": "赵采购", "email": email}, headers=headers)
+    client.post(
+        "/api/v1/contact/", json={"customer": customer, "name": "赵采购", "email": email}, headers=headers
+    )
     page = login_as("rep_a").get(f"/search/?q={email.upper()}").get_data(as_text=True)
     assert "赵采购" in page and "联系人" in page

@@ -41,8 +41,14 @@ def test_bad_mobile_is_refused(raw: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("0546-8123456", "0546-8123456"), ("(0546) 812 3456", "0546-8123456"), ("010-12345678", "010-12345678"),
-     ("+86 546 8123456", "0546-8123456"), ("4008123456", "400-812-3456"), ("13812345678", "13812345678")],
+    [
+        ("0546-8123456", "0546-8123456"),
+        ("(0546) 812 3456", "0546-8123456"),
+        ("010-12345678", "010-12345678"),
+        ("+86 546 8123456", "0546-8123456"),
+        ("4008123456", "400-812-3456"),
+        ("13812345678", "13812345678"),
+    ],
 )
 def test_landline_is_normalised(raw: str, expected: str) -> None:
     assert validators.clean_phone(raw) == expected
@@ -144,28 +150,42 @@ def test_normalised_on_save(api_as) -> None:
     mobile = unique_mobile()
     response = client.post(
         "/api/v1/customer/",
-        json={"name": "  东营　鲁明化工 ", "mobile": f"+86 {mobile[:3]}-{mobile[3:7]}-{mobile[7:]}",
-              "phone": "（0546）8123456", "email": "Buyer@LuMing.CN"},
+        json={
+            "name": "  东营　鲁明化工 ",
+            "mobile": f"+86 {mobile[:3]}-{mobile[3:7]}-{mobile[7:]}",
+            "phone": "（0546）8123456",
+            "email": "Buyer@LuMing.CN",
+        },
         headers=headers,
     )
     assert response.status_code == 201, response.json
     result = response.json["result"]
     assert (result["name"], result["mobile"], result["phone"], result["email"]) == (
-        "东营 鲁明化工", mobile, "0546-8123456", "buyer@luming.cn"
+        "东营 鲁明化工",
+        mobile,
+        "0546-8123456",
+        "buyer@luming.cn",
     )
 
 
 @pytest.mark.parametrize("field", ["mobile", "email", "credit_code"])
 def test_duplicate_is_refused_naming_the_existing_record(api_as, field: str) -> None:
     client, headers = api_as("rep_a")
-    value = {"mobile": unique_mobile(), "email": f"{unique_name('dup')}@example.cn",
-             "credit_code": valid_credit_code()}[field]
-    first = client.post("/api/v1/customer/", json={"name": "东营胜利油服有限公司", field: value}, headers=headers)
+    value = {
+        "mobile": unique_mobile(),
+        "email": f"{unique_name('dup')}@example.cn",
+        "credit_code": valid_credit_code(),
+    }[field]
+    first = client.post(
+        "/api/v1/customer/", json={"name": "东营胜利油服有限公司", field: value}, headers=headers
+    )
     assert first.status_code == 201, first.json
     # another rep, who cannot see the first customer, is still told it exists and who owns it
     other, other_headers = api_as("rep_c")
     before = customer_count()
-    second = other.post("/api/v1/customer/", json={"name": unique_name(), field: value}, headers=other_headers)
+    second = other.post(
+        "/api/v1/customer/", json={"name": unique_name(), field: value}, headers=other_headers
+    )
     assert second.status_code == 422
     message = " ".join(second.json["message"][field])
     assert "东营胜利油服有限公司" in message and str(first.json["id"]) in message and "rep_a" in message
@@ -175,7 +195,9 @@ def test_duplicate_is_refused_naming_the_existing_record(api_as, field: str) -> 
 def test_update_with_bad_value_changes_nothing(api_as) -> None:
     client, headers = api_as("rep_a")
     mobile = unique_mobile()
-    created = client.post("/api/v1/customer/", json={"name": unique_name(), "mobile": mobile}, headers=headers)
+    created = client.post(
+        "/api/v1/customer/", json={"name": unique_name(), "mobile": mobile}, headers=headers
+    )
     pk = created.json["id"]
     response = client.put(f"/api/v1/customer/{pk}", json={"mobile": "999", "name": "新名字"}, headers=headers)
     assert response.status_code == 422
@@ -188,7 +210,9 @@ def test_contact_rules(api_as) -> None:
     client, headers = api_as("rep_a")
     customer = client.post("/api/v1/customer/", json={"name": unique_name()}, headers=headers).json["id"]
     mobile = unique_mobile()
-    ok = client.post("/api/v1/contact/", json={"customer": customer, "name": "刘经理", "mobile": mobile}, headers=headers)
+    ok = client.post(
+        "/api/v1/contact/", json={"customer": customer, "name": "刘经理", "mobile": mobile}, headers=headers
+    )
     assert ok.status_code == 201, ok.json
     for payload, field in [
         ({"customer": customer, "name": "", "mobile": unique_mobile()}, "name"),
@@ -212,8 +236,14 @@ def test_form_shows_field_errors_and_keeps_input(login_as) -> None:
     before = customer_count()
     response = client.post(
         "/customerview/add",
-        data={"kind": "company", "name": "东营黄河化工", "mobile": "12345", "email": "bad@", "level": "normal",
-              "status": "prospect"},
+        data={
+            "kind": "company",
+            "name": "东营黄河化工",
+            "mobile": "12345",
+            "email": "bad@",
+            "level": "normal",
+            "status": "prospect",
+        },
     )
     page = response.get_data(as_text=True)
     assert response.status_code == 200
@@ -228,8 +258,14 @@ def test_form_creates_normalised_customer(login_as) -> None:
     name = unique_name("东营河口")
     response = client.post(
         "/customerview/add",
-        data={"kind": "company", "name": f" {name} ", "mobile": f"+86{mobile}", "level": "key",
-              "status": "following", "district": "370503"},
+        data={
+            "kind": "company",
+            "name": f" {name} ",
+            "mobile": f"+86{mobile}",
+            "level": "key",
+            "status": "following",
+            "district": "370503",
+        },
     )
     assert response.status_code == 302
     db.session.rollback()

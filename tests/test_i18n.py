@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-PAGES = ["/", "/customerview/list/", "/customerview/add", "/contactview/list/", "/departmentview/list/",
-         "/search/?q=东营"]
+PAGES = [
+    "/",
+    "/customerview/list/",
+    "/customerview/add",
+    "/contactview/list/",
+    "/departmentview/list/",
+    "/search/?q=东营",
+]
 
 
 @pytest.mark.parametrize("path", PAGES)

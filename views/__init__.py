@@ -25,7 +25,10 @@ def register_all(appbuilder: AppBuilder) -> None:
         customers.ContactView, "Contacts", label=_("联系人"), icon="fa-address-book", **customers_menu
     )
     appbuilder.add_view(
-        customers.CustomerGroupView, "Customer groups", label=_("客户分组"), icon="fa-object-group",
+        customers.CustomerGroupView,
+        "Customer groups",
+        label=_("客户分组"),
+        icon="fa-object-group",
         **customers_menu,
     )
     appbuilder.add_view(customers.TagView, "Tags", label=_("标签"), icon="fa-tags", **customers_menu)
@@ -40,9 +43,7 @@ def register_all(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(
         customers.IndustryView, "Industries", label=_("行业"), icon="fa-industry", **settings_menu
     )
-    appbuilder.add_view(
-        customers.RegionView, "Regions", label=_("行政区划"), icon="fa-map", **settings_menu
-    )
+    appbuilder.add_view(customers.RegionView, "Regions", label=_("行政区划"), icon="fa-map", **settings_menu)
     appbuilder.add_view_no_menu(search.SearchView)
 
     for api in (

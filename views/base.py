@@ -83,7 +83,7 @@ def form_values(form: Any, model: type, instance: Any = None) -> dict[str, Any]:
     return values
 
 
-def with_domain_validation(form_class: type, view: "CrmModelView") -> type:
+def with_domain_validation(form_class: type, view: CrmModelView) -> type:
     """A subclass of a FAB form whose validate() also runs the entity service's rules.
 
     Errors appear under their fields and the user's input stays in the form; normalised values
@@ -164,7 +164,7 @@ class CrmModelView(ModelView):
             self.add_form_extra_fields = {**selects, **(self.add_form_extra_fields or {})}
             self.edit_form_extra_fields = {**selects, **(self.edit_form_extra_fields or {})}
             self.formatters_columns = {
-                **{col: (lambda c: (lambda v: c.label(v)))(ch) for col, ch in service.choices.items()},
+                **{col: (lambda c: lambda v: c.label(v))(ch) for col, ch in service.choices.items()},
                 **(self.formatters_columns or {}),
             }
         super().__init__(**kwargs)

@@ -22,6 +22,7 @@ def customer_select() -> RemoteSelectField:
         kind="customer",
     )
 
+
 CUSTOMER_LABELS = {
     "kind": _("客户类型"),
     "name": _("客户名称"),
@@ -90,20 +91,45 @@ class ContactView(CrmModelView):
     label_columns = CONTACT_LABELS
     list_columns = ["name", "customer", "title", "mobile", "phone", "email", "is_primary"]
     show_columns = [
-        "name", "customer", "title", "mobile", "phone", "email", "wechat", "gender",
-        "birthday", "is_primary", "notes", "created_at",
+        "name",
+        "customer",
+        "title",
+        "mobile",
+        "phone",
+        "email",
+        "wechat",
+        "gender",
+        "birthday",
+        "is_primary",
+        "notes",
+        "created_at",
     ]
     add_columns = [
-        "customer", "name", "title", "mobile", "phone", "email", "wechat", "gender",
-        "birthday", "is_primary", "notes",
+        "customer",
+        "name",
+        "title",
+        "mobile",
+        "phone",
+        "email",
+        "wechat",
+        "gender",
+        "birthday",
+        "is_primary",
+        "notes",
     ]
     edit_columns = add_columns
     search_columns = ["name", "mobile", "phone", "email", "title"]
     order_columns = ["name", "mobile", "created_at"]
     base_order = ("id", "desc")
     # a required Boolean column would make FAB require the box to be ticked
-    add_form_extra_fields = {"customer": customer_select(), "is_primary": BooleanField(CONTACT_LABELS["is_primary"])}
-    edit_form_extra_fields = {"customer": customer_select(), "is_primary": BooleanField(CONTACT_LABELS["is_primary"])}
+    add_form_extra_fields = {
+        "customer": customer_select(),
+        "is_primary": BooleanField(CONTACT_LABELS["is_primary"]),
+    }
+    edit_form_extra_fields = {
+        "customer": customer_select(),
+        "is_primary": BooleanField(CONTACT_LABELS["is_primary"]),
+    }
 
 
 class CustomerView(CrmModelView):
@@ -119,20 +145,42 @@ class CustomerView(CrmModelView):
         (_("企业信息"), {"fields": ["credit_code", "industry", "size", "website"]}),
         (_("个人信息"), {"fields": ["gender", "birth_date", "occupation"]}),
         (_("联系方式"), {"fields": ["mobile", "phone", "email", "address"]}),
-        (_("分类"), {"fields": ["purchase_frequency", "locality", "tags", "groups", "credit_limit", "notes"]}),
-        (_("记录信息"), {"fields": ["created_at", "created_by", "updated_at", "updated_by"], "expanded": False}),
+        (
+            _("分类"),
+            {"fields": ["purchase_frequency", "locality", "tags", "groups", "credit_limit", "notes"]},
+        ),
+        (
+            _("记录信息"),
+            {"fields": ["created_at", "created_by", "updated_at", "updated_by"], "expanded": False},
+        ),
     ]
     add_fieldsets = [
         (_("基本信息"), {"fields": ["kind", "name", "level", "status", "source", "owner"]}),
         (_("企业信息"), {"fields": ["credit_code", "industry", "size", "website"]}),
         (_("个人信息"), {"fields": ["gender", "birth_date", "occupation"]}),
         (_("联系方式"), {"fields": ["mobile", "phone", "email", "province", "city", "district", "street"]}),
-        (_("分类"), {"fields": ["purchase_frequency", "locality", "tags", "groups", "credit_limit", "notes"]}),
+        (
+            _("分类"),
+            {"fields": ["purchase_frequency", "locality", "tags", "groups", "credit_limit", "notes"]},
+        ),
     ]
     edit_fieldsets = add_fieldsets
     search_columns = [
-        "name", "kind", "level", "status", "source", "mobile", "phone", "email", "credit_code",
-        "industry", "owner", "purchase_frequency", "locality", "tags", "groups",
+        "name",
+        "kind",
+        "level",
+        "status",
+        "source",
+        "mobile",
+        "phone",
+        "email",
+        "credit_code",
+        "industry",
+        "owner",
+        "purchase_frequency",
+        "locality",
+        "tags",
+        "groups",
     ]
     order_columns = ["name", "level", "status", "updated_at", "mobile"]
     base_order = ("id", "desc")
@@ -177,18 +225,73 @@ class RegionView(CrmModelView):
 
 # --- REST ----------------------------------------------------------------------------------
 CUSTOMER_API_COLUMNS = [
-    "id", "kind", "name", "credit_code", "industry.id", "industry.name", "size", "website",
-    "gender", "birth_date", "occupation", "mobile", "phone", "email", "province.code",
-    "province.name", "city.code", "city.name", "district.code", "district.name", "street",
-    "source", "level", "status", "purchase_frequency", "locality", "credit_limit", "notes",
-    "owner.id", "owner.username", "department.id", "department.name", "tags.id", "tags.name",
-    "groups.id", "groups.name", "custom", "created_at", "updated_at",
+    "id",
+    "kind",
+    "name",
+    "credit_code",
+    "industry.id",
+    "industry.name",
+    "size",
+    "website",
+    "gender",
+    "birth_date",
+    "occupation",
+    "mobile",
+    "phone",
+    "email",
+    "province.code",
+    "province.name",
+    "city.code",
+    "city.name",
+    "district.code",
+    "district.name",
+    "street",
+    "source",
+    "level",
+    "status",
+    "purchase_frequency",
+    "locality",
+    "credit_limit",
+    "notes",
+    "owner.id",
+    "owner.username",
+    "department.id",
+    "department.name",
+    "tags.id",
+    "tags.name",
+    "groups.id",
+    "groups.name",
+    "custom",
+    "created_at",
+    "updated_at",
 ]
 CUSTOMER_API_WRITE = [
-    "kind", "name", "credit_code", "industry", "size", "website", "gender", "birth_date",
-    "occupation", "mobile", "phone", "email", "province", "city", "district", "street",
-    "source", "level", "status", "purchase_frequency", "locality", "credit_limit", "notes",
-    "owner", "tags", "groups",
+    "kind",
+    "name",
+    "credit_code",
+    "industry",
+    "size",
+    "website",
+    "gender",
+    "birth_date",
+    "occupation",
+    "mobile",
+    "phone",
+    "email",
+    "province",
+    "city",
+    "district",
+    "street",
+    "source",
+    "level",
+    "status",
+    "purchase_frequency",
+    "locality",
+    "credit_limit",
+    "notes",
+    "owner",
+    "tags",
+    "groups",
 ]
 
 
@@ -196,24 +299,55 @@ class CustomerApi(CrmModelApi):
     resource_name = "customer"
     datamodel = CrmInterface(Customer)
     list_columns = [
-        "id", "kind", "name", "level", "status", "mobile", "phone", "email", "city.name",
-        "district.name", "owner.id", "owner.username", "updated_at",
+        "id",
+        "kind",
+        "name",
+        "level",
+        "status",
+        "mobile",
+        "phone",
+        "email",
+        "city.name",
+        "district.name",
+        "owner.id",
+        "owner.username",
+        "updated_at",
     ]
     show_columns = CUSTOMER_API_COLUMNS
     add_columns = CUSTOMER_API_WRITE
     edit_columns = CUSTOMER_API_WRITE
     order_columns = ["id", "name", "level", "status", "updated_at", "mobile"]
     search_columns = [
-        "name", "kind", "level", "status", "source", "mobile", "phone", "email", "credit_code",
-        "owner", "industry", "purchase_frequency", "locality",
+        "name",
+        "kind",
+        "level",
+        "status",
+        "source",
+        "mobile",
+        "phone",
+        "email",
+        "credit_code",
+        "owner",
+        "industry",
+        "purchase_frequency",
+        "locality",
     ]
     add_query_rel_fields = {"owner": [["id", AssignableUserFilter, None]]}
     edit_query_rel_fields = add_query_rel_fields
 
 
 CONTACT_API_WRITE = [
-    "customer", "name", "title", "mobile", "phone", "email", "wechat", "gender", "birthday",
-    "is_primary", "notes",
+    "customer",
+    "name",
+    "title",
+    "mobile",
+    "phone",
+    "email",
+    "wechat",
+    "gender",
+    "birthday",
+    "is_primary",
+    "notes",
 ]
 
 
@@ -257,4 +391,3 @@ class RegionApi(CrmModelApi):
     search_columns = ["code", "name", "level", "parent_code"]
     order_columns = ["code", "name"]
     page_size = 100
-

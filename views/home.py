@@ -21,6 +21,4 @@ class HomeView(IndexView):
         if user is None:
             return redirect(url_for(f"{self.appbuilder.sm.auth_view.endpoint}.login"))
         summary = home_summary(self.appbuilder.session, user, current_app.config["CRM_COUNT_CAP"])
-        return self.render_template(
-            self.index_template, summary=summary, user=user, levels=CUSTOMER_LEVELS
-        )
+        return self.render_template(self.index_template, summary=summary, user=user, levels=CUSTOMER_LEVELS)

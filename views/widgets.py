@@ -21,7 +21,7 @@ class RemoteSelectWidget:
         self.url = url
         self.kind = kind
 
-    def __call__(self, field: "RemoteSelectField", **kwargs: Any) -> Markup:
+    def __call__(self, field: RemoteSelectField, **kwargs: Any) -> Markup:
         kwargs.setdefault("id", field.id)
         attrs = html_params(
             name=field.name,
@@ -39,8 +39,17 @@ class RemoteSelectWidget:
 class RemoteSelectField(Field):
     """A many-to-one field whose value is a model instance, chosen by primary key."""
 
-    def __init__(self, label: Any = None, validators: Any = None, *, model: type, session_getter: Any,
-                 url: str, kind: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        label: Any = None,
+        validators: Any = None,
+        *,
+        model: type,
+        session_getter: Any,
+        url: str,
+        kind: str,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(label, validators, widget=RemoteSelectWidget(url, kind), **kwargs)
         self.model = model
         self.session_getter = session_getter

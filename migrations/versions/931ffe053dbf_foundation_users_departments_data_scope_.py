@@ -115,7 +115,6 @@ def upgrade():
     sa.Column('created_by_id', sa.Integer(), nullable=True),
     sa.Column('updated_by_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['created_by_id'], ['ab_user.id'], ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['leader_id'], ['ab_user.id'], name='fk_department_leader', ondelete='SET NULL', use_alter=True),
     sa.ForeignKeyConstraint(['parent_id'], ['crm_department.id'], ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['updated_by_id'], ['ab_user.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
@@ -123,10 +122,14 @@ def upgrade():
     )
     with op.batch_alter_table('crm_department', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_crm_department_parent_id'), ['parent_id'], unique=False)
-    # ab_user and crm_department refer to each other: the user's key is added once both exist
+    # ab_user and crm_department refer to each other: both keys are added once both tables exist
     with op.batch_alter_table('ab_user', schema=None) as batch_op:
         batch_op.create_foreign_key(
             'fk_user_department', 'crm_department', ['department_id'], ['id'], ondelete='SET NULL'
+        )
+    with op.batch_alter_table('crm_department', schema=None) as batch_op:
+        batch_op.create_foreign_key(
+            'fk_department_leader', 'ab_user', ['leader_id'], ['id'], ondelete='SET NULL'
         )
 
     op.create_table('crm_industry',
@@ -514,6 +517,8 @@ def downgrade():
 
     with op.batch_alter_table('ab_user', schema=None) as batch_op:
         batch_op.drop_constraint('fk_user_department', type_='foreignkey')
+    with op.batch_alter_table('crm_department', schema=None) as batch_op:
+        batch_op.drop_constraint('fk_department_leader', type_='foreignkey')
     op.drop_table('crm_department')
     op.drop_table('ab_view_menu')
     with op.batch_alter_table('ab_user', schema=None) as batch_op:
