@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export FLASK_APP := run.py
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test install migrate lint bench clean
+.PHONY: run test install migrate lint bench i18n clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Refresh the English catalogue from the code and compile (the .mo files are committed)
+i18n: $(STAMP)
+	PYTHONPATH=app/translations $(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k _ -k gettext --sort-by-file -o $(VENV)/messages.pot .
+	$(VENV)/bin/pybabel update -i $(VENV)/messages.pot -d app/translations -l en --no-fuzzy-matching
+	$(VENV)/bin/pybabel compile -d app/translations --statistics
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

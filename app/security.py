@@ -104,7 +104,12 @@ class CrmUserDBModelView(UserDBModelView):
         "roles",
     ]
     search_columns = ["first_name", "last_name", "username", "email", "department", "roles"]
-    label_columns = {"department": _("部门"), "manager": _("直属上级"), "mobile": _("手机号")}
+    label_columns = {
+        **UserDBModelView.label_columns,
+        "department": _("部门"),
+        "manager": _("直属上级"),
+        "mobile": _("手机号"),
+    }
 
 
 class CrmSecurityManager(SecurityManager):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app, request
+from flask_babel import lazy_gettext
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.api import API_RESULT_RES_KEY
 from flask_appbuilder.fieldwidgets import Select2Widget
@@ -158,6 +159,10 @@ class CrmModelView(ModelView):
         model = self.datamodel.obj
         if is_scoped(model):
             self.base_filters = [["id", DataScopeFilter, None], *(self.base_filters or [])]
+        if self.list_title:  # translated titles for every screen from the list's title
+            self.add_title = self.add_title or lazy_gettext("新建%(name)s", name=self.list_title)
+            self.edit_title = self.edit_title or lazy_gettext("编辑%(name)s", name=self.list_title)
+            self.show_title = self.show_title or lazy_gettext("%(name)s详情", name=self.list_title)
         service = service_for(model)
         if service is not None:
             selects = choice_fields(model, self.label_columns)
