@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-from flask import Flask, got_request_exception
+from flask import Flask, got_request_exception, request
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -82,7 +82,7 @@ class Monitor:
 
     def settle(self, page: Page, quiet_ms: int = 150, timeout_ms: int = 15_000) -> None:
         """After `load`, wait until no request has been in flight for `quiet_ms` (Playwright's
-        `networkidle` waits a fixed 500 ms per page, which doubles the run time)."""
+        `networkidle` waits a fixed 500 ms, about as long again as a page takes to load here)."""
         page.wait_for_load_state("load")
         quiet = waited = 0
         while quiet < quiet_ms:
@@ -129,7 +129,7 @@ def server(app: Flask) -> Iterator[Server]:
     running = Server(url=f"http://{HOST}:{httpd.server_port}")
 
     def record(sender: Flask, exception: BaseException, **extra: Any) -> None:
-        running.exceptions.append(repr(exception))
+        running.exceptions.append(f"{request.full_path}: {exception!r}")
 
     got_request_exception.connect(record, app)
     thread = threading.Thread(target=httpd.serve_forever, name="browser-test-server", daemon=True)
@@ -148,11 +148,17 @@ def customer_id(app: Flask) -> int:
     """A few customers (one in 东营, with a contact) so lists, search and show pages have rows."""
     with app.app_context():
         admin = user("admin")
-        first = Customer(name=unique_name("东营测试客户"), mobile=unique_mobile(), level="key",
-                         district_code=370502, street="西四路 1 号")
+        first = Customer(
+            name=unique_name("东营测试客户"),
+            mobile=unique_mobile(),
+            level="key",
+            district_code=370502,
+            street="西四路 1 号",
+        )
         customer_service.save(db.session, first, admin)
         for prefix in ("烟台测试客户", "济南测试客户"):
-            customer_service.save(db.session, Customer(name=unique_name(prefix), mobile=unique_mobile()), admin)
+            other = Customer(name=unique_name(prefix), mobile=unique_mobile())
+            customer_service.save(db.session, other, admin)
         contact = Contact(customer_id=first.id, name="张三", mobile=unique_mobile(), title="采购经理")
         contact_service.save(db.session, contact, admin)
         return first.id
@@ -182,6 +188,7 @@ def admin_page(server: Server) -> Iterator[tuple[Page, Monitor]]:
             context = browser.new_context(locale="zh-CN", viewport={"width": 1366, "height": 900})
             context.set_default_timeout(15_000)
             page = context.new_page()
+            server.exceptions.clear()
             monitor = Monitor(server)
             monitor.attach(page)
             login(page, monitor, server.url)
@@ -198,7 +205,8 @@ def login(page: Page, monitor: Monitor, base_url: str) -> None:
     with page.expect_navigation():
         page.click("input[type=submit]")
     monitor.settle(page)
-    assert "/login" not in urlsplit(page.url).path, f"admin could not log in:\n{page.inner_text('body')[:500]}"
+    if "/login" in urlsplit(page.url).path:
+        pytest.fail(f"admin could not log in:\n{page.inner_text('body')[:500]}")
 
 
 def visit(page: Page, monitor: Monitor, url: str) -> None:
@@ -215,7 +223,7 @@ def visit(page: Page, monitor: Monitor, url: str) -> None:
 
 def menu_urls(page: Page, base_url: str) -> list[str]:
     """Every navbar entry's URL, in menu order, without logout and the language switch."""
-    hrefs: list[str] = page.eval_on_selector_all(MENU_LINKS, "links => links.map(a => a.getAttribute('href'))")
+    hrefs: list[str] = page.eval_on_selector_all(MENU_LINKS, "els => els.map(a => a.getAttribute('href'))")
     urls: list[str] = []
     for href in hrefs:
         path = urlsplit(href).path
@@ -249,12 +257,15 @@ def test_every_page_works_offline(server: Server, customer_id: int, screenshots:
             visit(page, monitor, url)
             if urlsplit(url).path == "/customerview/list/":
                 page.screenshot(path=str(screenshots / "customers.png"), full_page=True)
-            if urlsplit(url).path == "/swagger/v1":
+            if urlsplit(url).path == "/swagger/v1":  # the UI renders once it has fetched the spec
                 page.wait_for_selector("#swagger-ui .info", state="visible")
+                monitor.settle(page)
         problems = monitor.report()
     visited = "\n  ".join(urlsplit(url).path for url in menu)
-    assert not problems, f"{len(problems.splitlines())} problem(s) in the browser:\n{problems}\n" \
-                         f"(menu entries visited:\n  {visited})"
+    assert not problems, (
+        f"{len(problems.splitlines())} problem(s) in the browser:\n{problems}\n"
+        f"(menu entries visited:\n  {visited})"
+    )
 
 
 def test_language_switch(server: Server, customer_id: int) -> None:
@@ -263,8 +274,8 @@ def test_language_switch(server: Server, customer_id: int) -> None:
         customers = f"{server.url}/customerview/list/"
         visit(page, monitor, f"{server.url}/lang/en")
         visit(page, monitor, customers)
-        menu, body = page.text_content(".navbar-nav") or "", page.inner_text("body")
-        assert "Security" in menu and "Record Count" in body, f"not English:\n{body[:800]}"
+        body = page.inner_text("body")
+        assert "Record Count" in body and "Search" in body, f"not English:\n{body[:800]}"
 
         visit(page, monitor, f"{server.url}/lang/zh")
         visit(page, monitor, customers)

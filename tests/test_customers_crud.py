@@ -134,3 +134,16 @@ def test_search_page_and_contacts(login_as, api_as) -> None:
     )
     page = login_as("rep_a").get(f"/search/?q={email.upper()}").get_data(as_text=True)
     assert "赵采购" in page and "联系人" in page
+
+
+def test_list_count_is_capped(app, login_as, api_as) -> None:
+    client, headers = api_as("rep_a")
+    for _ in range(3):
+        client.post("/api/v1/customer/", json={"name": unique_name("计数")}, headers=headers)
+    app.config["CRM_COUNT_CAP"] = 2
+    try:
+        page = login_as("rep_a").get("/customerview/list/").get_data(as_text=True)
+        assert "2+" in page.split("crm-record-count", 1)[1][:200]
+        assert client.get("/api/v1/customer/", headers=headers).json["count"] == 3  # cap + 1: "more"
+    finally:
+        app.config["CRM_COUNT_CAP"] = 10000

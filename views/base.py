@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app, request
-from flask_babel import lazy_gettext
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.api import API_RESULT_RES_KEY
 from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.widgets import ListWidget
+from flask_babel import lazy_gettext
 from marshmallow import ValidationError
 from sqlalchemy import inspect
 from wtforms import SelectField
@@ -150,10 +151,17 @@ def choice_fields(model: type, label_columns: dict[str, Any]) -> dict[str, Selec
     return fields
 
 
+class CappedCountListWidget(ListWidget):
+    """The list table, whose header says "10000+" when the capped count ran out."""
+
+    template = "crm/widgets/list.html"
+
+
 class CrmModelView(ModelView):
     """Base screen for every KeGuan entity."""
 
     page_size = 20
+    list_widget = CappedCountListWidget
 
     def __init__(self, **kwargs: Any) -> None:
         model = self.datamodel.obj
