@@ -138,6 +138,13 @@ def owner_clause(session: Session, model: type, user: CrmUser | None) -> ColumnE
     return own
 
 
+#: Shared lists every user works with, deliberately not filtered by data scope (editing them is
+#: a matter of role permissions). A new model must be scoped or named here (tests check it).
+UNSCOPED_MODELS = frozenset(
+    {"Region", "Industry", "Tag", "CustomerGroup", "Department", "RoleDataScope", "CrmUser"}
+)
+
+
 def is_scoped(model: type) -> bool:
     """Whether rows of this model are filtered by data scope."""
     return issubclass(model, OwnedMixin) or bool(getattr(model, "__scope_parent__", None))

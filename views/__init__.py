@@ -54,6 +54,7 @@ def register_all(appbuilder: AppBuilder) -> None:
         customers.CustomerGroupApi,
         customers.RegionApi,
         security.DepartmentApi,
+        security.RoleDataScopeApi,
         search.SearchApi,
     ):
         appbuilder.add_api(api)

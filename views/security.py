@@ -39,3 +39,10 @@ class DepartmentApi(CrmModelApi):
     datamodel = CrmInterface(Department)
     list_columns = show_columns = ["id", "name", "parent_id", "leader_id", "position"]
     add_columns = edit_columns = ["name", "parent", "leader", "position"]
+
+
+class RoleDataScopeApi(CrmModelApi):
+    resource_name = "data_scope"
+    datamodel = CrmInterface(RoleDataScope)
+    list_columns = show_columns = ["id", "role.id", "role.name", "entity", "scope"]
+    add_columns = edit_columns = ["role", "entity", "scope"]
