@@ -137,6 +137,8 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     """
 
     __tablename__ = "crm_customer"
+    #: amounts in CNY, shown as ¥1,000.00 (or CN¥ in English)
+    __money__ = ("credit_limit",)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20), nullable=False, default="company")

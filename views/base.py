@@ -10,6 +10,7 @@ What they add to Flask-AppBuilder, once for all entities:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import current_app, request
@@ -19,9 +20,9 @@ from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.widgets import ListWidget
-from flask_babel import lazy_gettext
+from flask_babel import format_currency, format_datetime, get_locale, lazy_gettext
 from marshmallow import ValidationError
-from sqlalchemy import inspect
+from sqlalchemy import DateTime, inspect
 from wtforms import SelectField
 
 from app.access import DataScopeFilter, assignable_user_ids, current_actor, is_scoped
@@ -151,6 +152,36 @@ def choice_fields(model: type, label_columns: dict[str, Any]) -> dict[str, Selec
     return fields
 
 
+def _blank(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _joined(values: Any) -> str:
+    separator = "、" if get_locale() and get_locale().language == "zh" else ", "
+    return separator.join(str(v) for v in values or ())
+
+
+def _local_datetime(value: Any) -> str:
+    return format_datetime(value, "short") if value is not None else ""  # UTC -> BABEL_DEFAULT_TIMEZONE
+
+
+def _cny(value: Any) -> str:
+    return format_currency(value, "CNY") if value is not None else ""
+
+
+def display_formatter(model: type, name: str) -> Callable[[Any], Any]:
+    """How a column shows in lists and detail pages: local date-times, CNY, blank for None."""
+    mapper = inspect(model)
+    column = mapper.columns.get(name)
+    if column is not None and isinstance(column.type, DateTime):
+        return _local_datetime
+    if name in getattr(model, "__money__", ()):
+        return _cny
+    if name in mapper.relationships and mapper.relationships[name].uselist:
+        return _joined
+    return _blank
+
+
 class CappedCountListWidget(ListWidget):
     """The list table, whose header says "10000+" when the capped count ran out."""
 
@@ -181,6 +212,11 @@ class CrmModelView(ModelView):
                 **(self.formatters_columns or {}),
             }
         super().__init__(**kwargs)
+        shown = set(self.list_columns) | set(self.show_columns)
+        self.formatters_columns = {
+            **{name: display_formatter(model, name) for name in shown},
+            **self.formatters_columns,
+        }
 
     def _init_forms(self) -> None:
         super()._init_forms()
