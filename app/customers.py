@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app import validators
 from app.access import assignable_user_ids, scope_clause
 from app.errors import AccessDenied, ErrorCollector
+from app.regions import parse_address
 from app.services import RecordService, service_for
 from models.customers import (
     COMPANY_SIZES,
@@ -46,9 +47,28 @@ def _check_dates(values: dict[str, Any], errors: ErrorCollector, field: str) -> 
         errors.add(field, _("日期不能早于 1900 年"))
 
 
+REGION_FIELDS = ("province_code", "city_code", "district_code")
+
+
+def fill_region_from_street(values: dict[str, Any]) -> None:
+    """A full address typed into the street field (山东省东营市垦利区胜利大街100号) is split."""
+    street = values.get("street")
+    if not street or any(values.get(k) for k in REGION_FIELDS):
+        return
+    parsed = parse_address(street)
+    if parsed.province_code:
+        values.update(
+            province_code=parsed.province_code,
+            city_code=parsed.city_code,
+            district_code=parsed.district_code,
+            street=parsed.street or None,
+        )
+
+
 def check_region(session: Session, values: dict[str, Any], errors: ErrorCollector) -> None:
     """Province, city and district must nest; missing upper levels are filled from lower ones."""
-    codes = {k: values.get(k) for k in ("province_code", "city_code", "district_code")}
+    fill_region_from_street(values)
+    codes = {k: values.get(k) for k in REGION_FIELDS}
     wanted = [c for c in codes.values() if c]
     if not wanted:
         return

@@ -86,4 +86,6 @@ def parse_address(text: str) -> ParsedAddress:
     district = int(code[:6]) if len(code) >= 6 and int(code[:6]) % 100 else None
     city = int(code[:4]) * 100 if len(code) >= 4 and int(code[:4]) % 100 else None
     province = int(code[:2]) * 10000 if len(code) >= 2 else None
+    if province is None:  # nothing recognised: the text stays as it was
+        return ParsedAddress(None, None, None, text)
     return ParsedAddress(province, city, district, str(row.get("地址") or "").strip())

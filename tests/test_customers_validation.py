@@ -272,3 +272,17 @@ def test_form_creates_normalised_customer(login_as) -> None:
     customer = db.session.scalar(select(Customer).where(Customer.mobile == mobile))
     assert customer.name == name and customer.level == "key" and customer.city_code == 370500
     assert customer.owner.username == "rep_a" and customer.department.name == "一部"
+
+
+def test_full_address_typed_in_street_is_split(api_as) -> None:
+    client, headers = api_as("rep_a")
+    response = client.post(
+        "/api/v1/customer/",
+        json={"name": unique_name(), "street": "山东省东营市垦利区胜利大街100号"},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.json
+    customer = db.session.get(Customer, response.json["id"])
+    assert (customer.city_code, customer.district_code, customer.street) == (370500, 370505, "胜利大街100号")
+    plain = client.post("/api/v1/customer/", json={"name": unique_name(), "street": "胜利大街100号"}, headers=headers)
+    assert db.session.get(Customer, plain.json["id"]).street == "胜利大街100号"
