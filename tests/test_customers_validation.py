@@ -284,5 +284,7 @@ def test_full_address_typed_in_street_is_split(api_as) -> None:
     assert response.status_code == 201, response.json
     customer = db.session.get(Customer, response.json["id"])
     assert (customer.city_code, customer.district_code, customer.street) == (370500, 370505, "胜利大街100号")
-    plain = client.post("/api/v1/customer/", json={"name": unique_name(), "street": "胜利大街100号"}, headers=headers)
+    plain = client.post(
+        "/api/v1/customer/", json={"name": unique_name(), "street": "胜利大街100号"}, headers=headers
+    )
     assert db.session.get(Customer, plain.json["id"]).street == "胜利大街100号"
