@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, redirect, url_for
 from flask_appbuilder import AppBuilder
 
 import config
@@ -36,6 +36,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     cli.init_app(app)
     app.after_request(_security_headers)
+    app.add_url_rule("/favicon.ico", "favicon", lambda: redirect(url_for("static", filename="crm/logo.svg")))
     return app
 
 

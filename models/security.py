@@ -79,6 +79,11 @@ class CrmUser(User):
         return full.strip() or self.username
 
 
+    def get_full_name(self) -> str:
+        """FAB's navbar name, in the same order as everywhere else."""
+        return str(self)
+
+
 def _is_cjk(text: str | None) -> bool:
     return bool(text) and any("\u4e00" <= ch <= "\u9fff" for ch in text)
 

@@ -1,6 +1,6 @@
 """Works offline: headless Chromium visits every menu entry as Admin and fails on a console
 error, a page error, a server error or any request that leaves the server (CDN, web fonts,
-Google Charts, the Swagger validator badge...).
+Google Charts...).
 
 The server is the test app on a real socket (werkzeug, background thread). Chromium reaches it
 under a name that is not loopback (HOST, mapped to 127.0.0.1 inside Chromium only), as a user on
@@ -166,6 +166,7 @@ def customer_id(app: Flask) -> int:
 
 @pytest.fixture(scope="module")
 def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temp folder (outside the repo) for screenshots a human can look at."""
     folder = tmp_path_factory.mktemp("browser-screenshots")
     print(f"\nbrowser screenshots: {folder}")
     return folder
