@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as lazy
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,7 +14,7 @@ from app import validators
 from app.access import assignable_user_ids, scope_clause
 from app.errors import AccessDenied, ErrorCollector
 from app.regions import parse_address
-from app.services import RecordService, service_for
+from app.services import RecordService, service_for, text_up_to
 from models.customers import (
     COMPANY_SIZES,
     CUSTOMER_KINDS,
@@ -108,20 +109,23 @@ class CustomerService(RecordService):
         "locality": LOCALITIES,
     }
 
+    cleaners = {
+        "name": text_up_to(200),
+        "occupation": text_up_to(100),
+        "street": text_up_to(255),
+        "credit_code": validators.clean_credit_code,
+        "mobile": validators.clean_mobile,
+        "phone": validators.clean_phone,
+        "email": validators.clean_email,
+        "website": validators.clean_url,
+    }
+    required = {"name": lazy("请填写客户名称")}
+    defaults = {"kind": "company", "level": "normal", "status": "prospect"}
+
     def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
-        for field in ("kind", "level", "status"):
+        for field, default in self.defaults.items():
             if not values.get(field) and field not in errors.errors:
-                values[field] = {"kind": "company", "level": "normal", "status": "prospect"}[field]
-        self.clean_field(values, errors, "name", lambda v: validators.clean_text(v, 200))
-        if not values.get("name") and "name" not in errors.errors:
-            errors.add("name", _("请填写客户名称"))
-        for field, limit in (("occupation", 100), ("street", 255)):
-            self.clean_field(values, errors, field, lambda v, n=limit: validators.clean_text(v, n))
-        self.clean_field(values, errors, "credit_code", validators.clean_credit_code)
-        self.clean_field(values, errors, "mobile", validators.clean_mobile)
-        self.clean_field(values, errors, "phone", validators.clean_phone)
-        self.clean_field(values, errors, "email", validators.clean_email)
-        self.clean_field(values, errors, "website", validators.clean_url)
+                values[field] = default
         _check_dates(values, errors, "birth_date")
         if values.get("kind") == "individual" and values.get("credit_code"):
             errors.add("credit_code", _("个人客户没有统一社会信用代码"))
@@ -182,15 +186,17 @@ class ContactService(RecordService):
     model = Contact
     choices = {"gender": GENDERS}
 
+    cleaners = {
+        "name": text_up_to(100),
+        "title": text_up_to(100),
+        "wechat": text_up_to(64),
+        "mobile": validators.clean_mobile,
+        "phone": validators.clean_phone,
+        "email": validators.clean_email,
+    }
+    required = {"name": lazy("请填写联系人姓名")}
+
     def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
-        self.clean_field(values, errors, "name", lambda v: validators.clean_text(v, 100))
-        if not values.get("name") and "name" not in errors.errors:
-            errors.add("name", _("请填写联系人姓名"))
-        for field, limit in (("title", 100), ("wechat", 64)):
-            self.clean_field(values, errors, field, lambda v, n=limit: validators.clean_text(v, n))
-        self.clean_field(values, errors, "mobile", validators.clean_mobile)
-        self.clean_field(values, errors, "phone", validators.clean_phone)
-        self.clean_field(values, errors, "email", validators.clean_email)
         _check_dates(values, errors, "birthday")
         customer_id = values.get("customer_id")
         if not customer_id:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app import validators
 from app.access import DEFAULT_ROLE_SCOPES, department_tree_ids, request_cache
 from app.errors import ErrorCollector
-from app.services import RecordService
+from app.services import RecordService, text_up_to
 from models.security import DATA_SCOPES, CrmUser, Department, RoleDataScope
 
 READ = r"can_(list|show|get|info)"
@@ -79,19 +79,6 @@ class CrmUserDBModelView(UserDBModelView):
             {"fields": ["last_login", "fail_login_count", "created_on", "changed_on"]},
         ),
     ]
-    add_columns = [
-        "first_name",
-        "last_name",
-        "username",
-        "active",
-        "email",
-        "mobile",
-        "department",
-        "manager",
-        "roles",
-        "password",
-        "conf_password",
-    ]
     edit_columns = [
         "first_name",
         "last_name",
@@ -103,6 +90,7 @@ class CrmUserDBModelView(UserDBModelView):
         "manager",
         "roles",
     ]
+    add_columns = [*edit_columns, "password", "conf_password"]
     search_columns = ["first_name", "last_name", "username", "email", "department", "roles"]
     label_columns = {
         **UserDBModelView.label_columns,
@@ -189,10 +177,10 @@ def _menu_items(appbuilder: Any) -> list[tuple[str, str, str]]:
 class DepartmentService(RecordService):
     model = Department
 
+    cleaners = {"name": text_up_to(100)}
+    required = {"name": _("请填写部门名称")}
+
     def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
-        self.clean_field(values, errors, "name", lambda v: validators.clean_text(v, 100))
-        if not values.get("name") and "name" not in errors.errors:
-            errors.add("name", gettext("请填写部门名称"))
         parent_id = values.get("parent_id")
         if pk is not None and parent_id is not None and parent_id in department_tree_ids(session, pk):
             errors.add("parent", gettext("上级部门不能是本部门或其下级部门"))
@@ -202,10 +190,8 @@ class RoleDataScopeService(RecordService):
     model = RoleDataScope
     choices = {"scope": DATA_SCOPES}
 
-    def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
-        self.clean_field(values, errors, "entity", lambda v: validators.clean_text(v, 50) or "*")
-        if not values.get("scope") and "scope" not in errors.errors:
-            errors.add("scope", gettext("请选择数据范围"))
+    cleaners = {"entity": lambda v: validators.clean_text(v, 50) or "*"}
+    required = {"scope": _("请选择数据范围")}
 
 
 def generate_password(length: int = 16) -> str:

@@ -8,6 +8,8 @@ a write that bypasses the service cannot store invalid data.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from flask_babel import gettext
@@ -16,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import RelationshipDirection, Session
 
 from app.errors import AccessDenied, ErrorCollector, ValidationFailed
+from app.validators import clean_text
 from models.base import Choices, utcnow
 from models.security import CrmUser
 
@@ -72,6 +75,10 @@ class RecordService:
     model: ClassVar[type]
     #: column -> Choices; validated here and used by the views for select widgets
     choices: ClassVar[dict[str, Choices]] = {}
+    #: column -> an `app.validators` cleaner (normalises, raises ValueError with the message)
+    cleaners: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+    #: column -> the message when it is empty
+    required: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -89,6 +96,11 @@ class RecordService:
                 cleaned[column] = None
             elif value not in choices:
                 errors.add(column, _invalid_choice(choices))
+        for column, cleaner in self.cleaners.items():
+            self.clean_field(cleaned, errors, column, cleaner)
+        for column, message in self.required.items():
+            if cleaned.get(column) in (None, "") and column not in errors.errors:
+                errors.add(column, str(message))  # a lazy message, in the request language
         with session.no_autoflush:
             self.check(session, cleaned, pk, errors)
         errors.raise_if_any()
@@ -118,35 +130,40 @@ class RecordService:
             item.updated_by_id = actor.id
         if hasattr(item, "updated_at"):
             item.updated_at = utcnow()
-        try:
+        with write_transaction(session):
             session.add(item)
             with session.no_autoflush:
                 self.before_save(session, item, actor, is_new)
                 self.authorize(session, item, actor)
-            session.commit()
-        except IntegrityError as exc:
-            session.rollback()
-            raise ValidationFailed({"_schema": [_integrity_message(exc)]}) from exc
-        except Exception:
-            session.rollback()
-            raise
         return item
 
     def before_save(self, session: Session, item: Any, actor: CrmUser | None, is_new: bool) -> None:
         """Defaults that depend on the actor (the owner, say); override per entity."""
 
     def delete(self, session: Session, item: Any, actor: CrmUser | None) -> None:
-        try:
+        with write_transaction(session):
             with session.no_autoflush:
                 self.authorize(session, item, actor)
             session.delete(item)
-            session.commit()
-        except IntegrityError as exc:
-            session.rollback()
-            raise ValidationFailed({"_schema": [_integrity_message(exc)]}) from exc
-        except Exception:
-            session.rollback()
-            raise
+
+
+@contextmanager
+def write_transaction(session: Session) -> Iterator[None]:
+    """The one place services commit: all or nothing, a constraint violation becomes a 422."""
+    try:
+        yield
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ValidationFailed({"_schema": [_integrity_message(exc)]}) from exc
+    except Exception:
+        session.rollback()
+        raise
+
+
+def text_up_to(max_length: int) -> Callable[[Any], str | None]:
+    """A cleaner for plain text: trimmed, half-width, at most `max_length` characters."""
+    return lambda value: clean_text(value, max_length)
 
 
 def _invalid_choice(choices: Choices) -> str:

@@ -74,6 +74,21 @@ CONTACT_LABELS = {
     "created_at": _("创建时间"),
 }
 
+#: What a user writes about a contact, on screens and through the API alike
+CONTACT_FIELDS = [
+    "customer",
+    "name",
+    "title",
+    "mobile",
+    "phone",
+    "email",
+    "wechat",
+    "gender",
+    "birthday",
+    "is_primary",
+    "notes",
+]
+
 REGION_LEVEL_FILTERS = {
     "province": [["level", FilterEqual, 1]],
     "city": [["level", FilterEqual, 2]],
@@ -104,19 +119,7 @@ class ContactView(CrmModelView):
         "notes",
         "created_at",
     ]
-    add_columns = [
-        "customer",
-        "name",
-        "title",
-        "mobile",
-        "phone",
-        "email",
-        "wechat",
-        "gender",
-        "birthday",
-        "is_primary",
-        "notes",
-    ]
+    add_columns = CONTACT_FIELDS
     edit_columns = add_columns
     search_columns = ["name", "mobile", "phone", "email", "title"]
     order_columns = ["name", "mobile", "created_at"]
@@ -336,28 +339,13 @@ class CustomerApi(CrmModelApi):
     edit_query_rel_fields = add_query_rel_fields
 
 
-CONTACT_API_WRITE = [
-    "customer",
-    "name",
-    "title",
-    "mobile",
-    "phone",
-    "email",
-    "wechat",
-    "gender",
-    "birthday",
-    "is_primary",
-    "notes",
-]
-
-
 class ContactApi(CrmModelApi):
     resource_name = "contact"
     datamodel = CrmInterface(Contact)
     list_columns = ["id", "name", "customer.id", "customer.name", "title", "mobile", "email", "is_primary"]
-    show_columns = ["id", "customer.id", "customer.name", *CONTACT_API_WRITE[1:], "custom", "created_at"]
-    add_columns = CONTACT_API_WRITE
-    edit_columns = CONTACT_API_WRITE
+    show_columns = ["id", "customer.id", "customer.name", *CONTACT_FIELDS[1:], "custom", "created_at"]
+    add_columns = CONTACT_FIELDS
+    edit_columns = CONTACT_FIELDS
     order_columns = ["id", "name", "mobile"]
     search_columns = ["name", "mobile", "phone", "email", "customer"]
 
