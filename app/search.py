@@ -4,7 +4,9 @@ Fast at a million rows because every branch uses an index:
 - phone and e-mail: an indexed prefix range (`mobile >= '138' AND mobile < '139'`), portable
   and usable by the B-tree on SQLite, PostgreSQL and MySQL (LIKE 'x%' is not, on SQLite);
 - names: exact and prefix matches first (the name index), then "contains" through a trigram
-  index: SQLite FTS5 (tokenize=trigram), PostgreSQL pg_trgm (GIN); MySQL scans.
+  index: SQLite FTS5 (tokenize=trigram), PostgreSQL pg_trgm (GIN); MySQL scans. A trigram
+  index cannot serve fewer than 3 characters (东营): such a query scans, but unordered and
+  capped, so it stops at the first matches; only a rare 2-character fragment reads the table.
 Every query goes through the data scope of the acting user (app.access).
 """
 
@@ -14,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, case, column, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, Integer, Select, and_, column, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.access import scope_clause
@@ -56,8 +58,9 @@ def _phone_prefix(query: str) -> str | None:
 def name_contains(session: Session, model: type, query: str) -> ColumnElement[bool]:
     """`model.name` contains `query`, through the dialect's trigram index where there is one."""
     dialect = session.get_bind().dialect.name
-    if dialect == "sqlite" and len(query) >= 3 and model is Customer:
-        fts = text("SELECT rowid FROM crm_customer_fts WHERE name LIKE :pattern").bindparams(
+    if dialect == "sqlite" and len(query) >= 3:
+        table = f"{model.__tablename__}_fts"  # crm_customer_fts, crm_contact_fts
+        fts = text(f"SELECT rowid FROM {table} WHERE name LIKE :pattern").bindparams(
             pattern=f"%{query}%"  # FTS5 trigram LIKE: no ESCAPE clause, wildcards are rare in names
         )
         return model.id.in_(fts.columns(column("rowid", Integer)))
@@ -68,8 +71,32 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _rank(column: Any, query: str) -> Any:
-    return case((column == query, 0), (prefix_range(column, query), 1), else_=2)
+def search_statements(
+    session: Session,
+    actor: CrmUser | None,
+    query: str,
+    limit: int,
+    kinds: tuple[str, ...] = ("customer", "contact"),
+) -> list[tuple[str, Select]]:
+    """The SELECTs one search runs, each bounded and served by an index where there is one.
+
+    Prefix matches come in index order (ORDER BY the column, which the B-tree gives for free);
+    "contains" matches come unordered and capped, so a common fragment stops early instead of
+    sorting every match. Ranking happens on the few rows fetched.
+    """
+    statements = []
+    for kind, model in (("customer", Customer), ("contact", Contact)):
+        if kind not in kinds:
+            continue
+        scope = scope_clause(session, model, actor)
+        columns = (model.id, model.name, func.coalesce(model.mobile, model.email, literal("")), model.mobile,
+                   model.phone, model.email)
+        for condition, order_by, cap in _conditions(session, model, query, limit):
+            stmt = select(*columns).where(condition, scope)
+            if order_by is not None:
+                stmt = stmt.order_by(order_by)
+            statements.append((kind, stmt.limit(cap)))
+    return statements
 
 
 def search(
@@ -84,47 +111,48 @@ def search(
     limit = max(1, min(limit, MAX_RESULTS))
     if not query:
         return []
-    hits: list[SearchHit] = []
-    for kind, model, detail_col in (
-        ("customer", Customer, Customer.mobile),
-        ("contact", Contact, Contact.mobile),
-    ):
-        if kind not in kinds:
-            continue
-        scope = scope_clause(session, model, actor)
-        for condition, rank_col in _conditions(session, model, query):
-            rows = session.execute(
-                select(model.id, model.name, func.coalesce(detail_col, model.email, literal("")), rank_col)
-                .where(condition, scope)
-                .order_by(rank_col, func.length(model.name), model.name)
-                .limit(limit)
-            ).all()
-            for row in rows:
-                hits.append(SearchHit(kind, row[0], row[1], row[2] or "", int(row[3])))
+    phone = _phone_prefix(query)
     best: dict[tuple[str, int], SearchHit] = {}
-    for hit in hits:
-        key = (hit.kind, hit.id)
-        if key not in best or hit.rank < best[key].rank:
-            best[key] = hit
-    ordered = sorted(best.values(), key=lambda h: (h.rank, h.kind != "customer", len(h.name)))
+    for kind, stmt in search_statements(session, actor, query, limit, kinds):
+        for row in session.execute(stmt):
+            hit = SearchHit(kind, row[0], row[1], row[2] or "", _rank(row, query, phone))
+            key = (kind, hit.id)
+            if key not in best or hit.rank < best[key].rank:
+                best[key] = hit
+    ordered = sorted(best.values(), key=lambda h: (h.rank, h.kind != "customer", len(h.name), h.name))
     return ordered[:limit]
 
 
-def _conditions(session: Session, model: type, query: str) -> list[tuple[ColumnElement[bool], Any]]:
-    """The indexed conditions to try for this query, each with its rank expression."""
+def _rank(row: Any, query: str, phone: str | None) -> int:
+    """0 exact, 1 prefix, 2 contains: on the number for phone searches, else name or e-mail."""
+    if phone:
+        values = [v for v in (row.mobile, row.phone) if v]
+        target = phone
+    elif "@" in query:
+        values, target = [row.email or ""], query.lower()
+    else:
+        values, target = [row.name], query
+    if any(v == target for v in values):
+        return 0
+    if any(v.startswith(target) for v in values):
+        return 1
+    return 2
+
+
+def _conditions(session: Session, model: type, query: str, limit: int) -> list[tuple[Any, Any, int]]:
+    """(condition, index order or None, row cap) for each indexed way to match this query."""
     phone = _phone_prefix(query)
     if phone:
-        mobile_rank = _rank(model.mobile, phone)
         return [
-            (prefix_range(model.mobile, phone), mobile_rank),
-            (or_(prefix_range(model.phone, phone), prefix_range(model.phone, _dashed(phone))), literal(1)),
+            (prefix_range(model.mobile, phone), model.mobile, limit),
+            (or_(prefix_range(model.phone, phone), prefix_range(model.phone, _dashed(phone))), model.phone, limit),
         ]
     if "@" in query:
         email = query.lower()
-        return [(prefix_range(model.email, email), _rank(model.email, email))]
+        return [(prefix_range(model.email, email), model.email, limit)]
     return [
-        (prefix_range(model.name, query), _rank(model.name, query)),
-        (name_contains(session, model, query), _rank(model.name, query)),
+        (prefix_range(model.name, query), model.name, limit),
+        (name_contains(session, model, query), None, limit * 3),
     ]
 
 

@@ -17,6 +17,7 @@ import platform
 import random
 import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -31,11 +32,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import (
     ColumnElement,
     Engine,
-    case,
     create_engine,
     event,
     func,
-    literal,
     select,
     text,
 )
@@ -47,7 +46,7 @@ from app import create_app, demo
 from app.access import scope_clause
 from app.cli import ensure_admin, setup_database
 from app.extensions import db
-from app.search import name_contains, prefix_range
+from app.search import search_statements
 from models.customers import (
     Contact,
     Customer,
@@ -69,9 +68,7 @@ ADMIN_USERNAME = "admin"
 PAGE_SIZE = 20
 # Two-character words found inside generated names: each is one of six suffixes (~1/6 of rows)
 TWO_CHAR_WORDS = ["化工", "机械", "水产", "物流", "轮胎"]
-HEADER = (
-    f"{'operation':<35}{'db':<10}{'n':<5}{'median_ms':<11}{'p95_ms':<8}{'raw_sql_ms':<12}target_ms"
-)
+HEADER = f"{'operation':<35}{'db':<12}{'n':<5}{'median_ms':<11}{'p95_ms':<8}{'raw_sql_ms':<12}target_ms"
 
 log = logging.getLogger("bench")
 
@@ -87,13 +84,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--customers", type=int, default=1_000_000, help="default: %(default)s")
     parser.add_argument("--contacts-per-customer", type=int, default=2, help="default: %(default)s")
-    parser.add_argument("--repeat", type=int, default=30, help="timed calls per operation (default: %(default)s)")
+    parser.add_argument(
+        "--repeat", type=int, default=30, help="timed calls per operation (default: %(default)s)"
+    )
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls first (default: %(default)s)")
     parser.add_argument(
         "--reuse", action="store_true", help="keep the database; skip generation when it holds >= N customers"
     )
     parser.add_argument("--build-only", action="store_true", help="build the database, time nothing")
-    parser.add_argument("--seed", type=int, default=42, help="picks the target records (default: %(default)s)")
+    parser.add_argument(
+        "--seed", type=int, default=42, help="picks the target records (default: %(default)s)"
+    )
     parser.add_argument("--only", action="append", default=[], help="run operations whose name contains this")
     parser.add_argument("--show-sql", action="store_true", help="print the SQL of one request per operation")
     args = parser.parse_args(argv)
@@ -272,7 +273,9 @@ def make_actors(app: Flask, count: int, rng: random.Random) -> list[Actor]:
     return actors
 
 
-def _probe(session: Session, scope: ColumnElement[bool] | None, rng: random.Random, owners: list[int]) -> Probe:
+def _probe(
+    session: Session, scope: ColumnElement[bool] | None, rng: random.Random, owners: list[int]
+) -> Probe:
     low, high = session.execute(select(func.min(Customer.id), func.max(Customer.id))).one()
     stmt = select(Customer.id, Customer.name, Customer.mobile).order_by(Customer.id).limit(1)
     if scope is not None:
@@ -296,6 +299,7 @@ class RawContext:
     customer_scope: ColumnElement[bool]
     contact_scope: ColumnElement[bool]
     count_cap: int
+    user: CrmUser
 
 
 def _capped_count(session: Session, ctx: RawContext, model: Any, *conditions: Any) -> None:
@@ -304,12 +308,24 @@ def _capped_count(session: Session, ctx: RawContext, model: Any, *conditions: An
     session.scalar(select(func.count()).select_from(inner))
 
 
-def _customer_rows(session: Session, ctx: RawContext, *conditions: Any, order_by: Any = None, district: bool = False) -> None:
+def _customer_rows(
+    session: Session, ctx: RawContext, *conditions: Any, order_by: Any = None, district: bool = False
+) -> None:
     """The 20 rows of a customer list (with city, owner and optionally district names)."""
     city, dist = aliased(Region), aliased(Region)
     columns = [
-        Customer.id, Customer.name, Customer.kind, Customer.level, Customer.status, Customer.mobile,
-        Customer.phone, Customer.email, Customer.updated_at, city.name, CrmUser.id, CrmUser.username,
+        Customer.id,
+        Customer.name,
+        Customer.kind,
+        Customer.level,
+        Customer.status,
+        Customer.mobile,
+        Customer.phone,
+        Customer.email,
+        Customer.updated_at,
+        city.name,
+        CrmUser.id,
+        CrmUser.username,
     ]
     stmt = (
         select(*columns, *([dist.name] if district else []))
@@ -339,43 +355,18 @@ def raw_list_by_owner(session: Session, ctx: RawContext, probe: Probe) -> None:
     _customer_rows(session, ctx, Customer.owner_id == probe.owner_id, order_by=[Customer.id.desc()])
 
 
-def _rank(column: Any, query: str) -> Any:
-    return case((column == query, 0), (prefix_range(column, query), 1), else_=2)
-
-
-def _search(session: Session, ctx: RawContext, conditions: Callable[[Any], list[tuple[Any, Any]]]) -> None:
-    """What app.search.search runs: per model, per condition, the 20 best visible rows."""
-    for model, scope in ((Customer, ctx.customer_scope), (Contact, ctx.contact_scope)):
-        for condition, rank in conditions(model):
-            session.execute(
-                select(model.id, model.name, func.coalesce(model.mobile, model.email, literal("")), rank)
-                .where(condition, scope)
-                .order_by(rank, func.length(model.name), model.name)
-                .limit(PAGE_SIZE)
-            ).all()
+def _search(session: Session, ctx: RawContext, query: str) -> None:
+    """The very statements app.search runs (search_statements), executed directly."""
+    for _kind, stmt in search_statements(session, ctx.user, query, PAGE_SIZE):
+        session.execute(stmt).all()
 
 
 def raw_search_mobile(session: Session, ctx: RawContext, probe: Probe) -> None:
-    prefix = probe.mobile_prefix
-    _search(
-        session,
-        ctx,
-        lambda model: [
-            (prefix_range(model.mobile, prefix), _rank(model.mobile, prefix)),
-            (prefix_range(model.phone, prefix), literal(1)),
-        ],
-    )
+    _search(session, ctx, probe.mobile_prefix)
 
 
 def _search_name(session: Session, ctx: RawContext, query: str) -> None:
-    _search(
-        session,
-        ctx,
-        lambda model: [
-            (prefix_range(model.name, query), _rank(model.name, query)),
-            (name_contains(session, model, query), _rank(model.name, query)),
-        ],
-    )
+    _search(session, ctx, query)
 
 
 def raw_search_name(session: Session, ctx: RawContext, probe: Probe) -> None:
@@ -392,8 +383,15 @@ def _customer_record(session: Session, ctx: RawContext, customer_id: int) -> Non
     owner, created_by, updated_by = aliased(CrmUser), aliased(CrmUser), aliased(CrmUser)
     stmt = (
         select(
-            *Customer.__table__.columns, Industry.name, province.name, city.name, district.name,
-            owner.username, Department.name, created_by.username, updated_by.username,
+            *Customer.__table__.columns,
+            Industry.name,
+            province.name,
+            city.name,
+            district.name,
+            owner.username,
+            Department.name,
+            created_by.username,
+            updated_by.username,
         )
         .outerjoin(Industry, Industry.id == Customer.industry_id)
         .outerjoin(province, province.code == Customer.province_code)
@@ -407,7 +405,8 @@ def _customer_record(session: Session, ctx: RawContext, customer_id: int) -> Non
     )
     session.execute(stmt).one()
     session.execute(
-        select(Tag.id, Tag.name).join(customer_tag, customer_tag.c.tag_id == Tag.id)
+        select(Tag.id, Tag.name)
+        .join(customer_tag, customer_tag.c.tag_id == Tag.id)
         .where(customer_tag.c.customer_id == customer_id)
     ).all()
     session.execute(
@@ -423,8 +422,14 @@ def raw_detail(session: Session, ctx: RawContext, probe: Probe) -> None:
     _capped_count(session, ctx, Contact, Contact.customer_id == probe.customer_id)
     session.execute(
         select(
-            Contact.id, Contact.name, Contact.title, Contact.mobile, Contact.phone, Contact.email,
-            Contact.is_primary, Customer.name,
+            Contact.id,
+            Contact.name,
+            Contact.title,
+            Contact.mobile,
+            Contact.phone,
+            Contact.email,
+            Contact.is_primary,
+            Customer.name,
         )
         .join(Customer, Customer.id == Contact.customer_id)
         .where(Contact.customer_id == probe.customer_id, ctx.contact_scope)
@@ -458,7 +463,11 @@ OPERATIONS = [
         lambda p: "/customerview/list/?_oc_CustomerView=name&_od_CustomerView=asc",
         raw_list_by_name,
     ),
-    Operation("customer list by owner", lambda p: f"/customerview/list/?_flt_0_owner={p.owner_id}", raw_list_by_owner),
+    Operation(
+        "customer list by owner",
+        lambda p: f"/customerview/list/?_flt_0_owner={p.owner_id}",
+        raw_list_by_owner,
+    ),
     Operation("search mobile prefix", lambda p: f"/search/?q={p.mobile_prefix}", raw_search_mobile),
     Operation("search name 3+ chars", lambda p: f"/search/?q={quote(p.name_fragment)}", raw_search_name),
     Operation("search name 2 chars", lambda p: f"/search/?q={quote(p.word)}", raw_search_word),
@@ -507,9 +516,9 @@ class Result:
 
     def line(self) -> str:
         if self.error:
-            return f"{self.operation:<35}{self.db:<10}{'ERROR':<36}{self.target_ms}  {self.error}"
+            return f"{self.operation:<35}{self.db:<12}{'ERROR':<36}{self.target_ms}  {self.error}"
         return (
-            f"{self.operation:<35}{self.db:<10}{self.n:<5}{self.median_ms:<11.1f}"
+            f"{self.operation:<35}{self.db:<12}{self.n:<5}{self.median_ms:<11.1f}"
             f"{self.p95_ms:<8.1f}{self.raw_sql_ms:<12.1f}{self.target_ms}"
         )
 
@@ -543,7 +552,9 @@ def time_requests(
     return times, count, statements
 
 
-def time_raw(app: Flask, op: Operation, actor: Actor, warmup: int, queries: QueryLog) -> tuple[list[float], int]:
+def time_raw(
+    app: Flask, op: Operation, actor: Actor, warmup: int, queries: QueryLog
+) -> tuple[list[float], int]:
     """Milliseconds per run of the raw SQL for the same targets, and its statement count."""
     times: list[float] = []
     count = 0
@@ -554,7 +565,7 @@ def time_raw(app: Flask, op: Operation, actor: Actor, warmup: int, queries: Quer
             customer_scope = scope_clause(session, Customer, user)
             contact_scope = scope_clause(session, Contact, user)
             assert customer_scope is not None and contact_scope is not None
-            ctx = RawContext(customer_scope, contact_scope, app.config["CRM_COUNT_CAP"])
+            ctx = RawContext(customer_scope, contact_scope, app.config["CRM_COUNT_CAP"], user)
             for i, probe in enumerate(actor.probes):
                 queries.reset()
                 started = time.perf_counter()
@@ -569,7 +580,9 @@ def time_raw(app: Flask, op: Operation, actor: Actor, warmup: int, queries: Quer
     return times, count
 
 
-def run_operations(app: Flask, args: argparse.Namespace, actors: list[Actor], queries: QueryLog, db_name: str) -> list[Result]:
+def run_operations(
+    app: Flask, args: argparse.Namespace, actors: list[Actor], queries: QueryLog, db_name: str
+) -> list[Result]:
     operations = [op for op in OPERATIONS if not args.only or any(s in op.name for s in args.only)]
     results = []
     print()
@@ -620,13 +633,16 @@ def print_query_counts(results: list[Result]) -> None:
         print(f"{r.operation:<35}{r.queries:<9}{r.raw_queries:<13}{r.overhead_ratio:<10}{r.raw_p95_ms}")
 
 
-def write_json(db_name: str, url: URL, args: argparse.Namespace, info: dict[str, Any], results: list[Result]) -> Path:
+def write_json(
+    db_name: str, url: URL, args: argparse.Namespace, info: dict[str, Any], results: list[Result]
+) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{db_name}.json"
     payload = {
         "db": db_name,
         "database_url": url.render_as_string(hide_password=True),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _git_commit(),
         "python": platform.python_version(),
         "machine": platform.node(),
         "options": {k: v for k, v in vars(args).items() if k != "database_url"},
@@ -636,6 +652,27 @@ def write_json(db_name: str, url: URL, args: argparse.Namespace, info: dict[str,
     }
     path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
     return path
+
+
+def _git_commit() -> str | None:
+    """The commit being measured (with '+' when the working tree has changes)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=BENCH_DIR.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=BENCH_DIR.parent,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+" if dirty else "")
 
 
 def _without_nan(row: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from flask_appbuilder.widgets import ListWidget
 from flask_babel import format_currency, format_datetime, get_locale, lazy_gettext
 from marshmallow import ValidationError
 from sqlalchemy import DateTime, inspect
+from sqlalchemy.orm import selectinload
 from wtforms import SelectField
 
 from app.access import DataScopeFilter, assignable_user_ids, current_actor, is_scoped
@@ -32,6 +33,27 @@ from app.services import column_values, many_to_one_columns, service_for
 
 class CrmInterface(SQLAInterface):
     """SQLAInterface whose writes go through the entity's service and whose count is capped."""
+
+    #: relationships a list page shows: loaded for the whole page at once (no query per row)
+    eager_relations: tuple[str, ...] = ()
+
+    def apply_all(
+        self,
+        query: Any,
+        filters: Any = None,
+        order_column: str = "",
+        order_direction: str = "",
+        page: int | None = None,
+        page_size: int | None = None,
+        select_columns: list[str] | None = None,
+        outer_default_load: bool = False,
+    ) -> Any:
+        query = super().apply_all(
+            query, filters, order_column, order_direction, page, page_size, select_columns, outer_default_load
+        )
+        if self.eager_relations and not select_columns:
+            query = query.options(*(selectinload(getattr(self.obj, name)) for name in self.eager_relations))
+        return query
 
     def query_count(self, query: Any, filters: Any = None, select_columns: Any = None) -> int:
         cap = current_app.config["CRM_COUNT_CAP"]
@@ -212,6 +234,8 @@ class CrmModelView(ModelView):
                 **(self.formatters_columns or {}),
             }
         super().__init__(**kwargs)
+        relationships = inspect(model).relationships
+        self.datamodel.eager_relations = tuple(c for c in self.list_columns if c in relationships)
         shown = set(self.list_columns) | set(self.show_columns)
         self.formatters_columns = {
             **{name: display_formatter(model, name) for name in shown},
