@@ -89,8 +89,14 @@ def search_statements(
         if kind not in kinds:
             continue
         scope = scope_clause(session, model, actor)
-        columns = (model.id, model.name, func.coalesce(model.mobile, model.email, literal("")), model.mobile,
-                   model.phone, model.email)
+        columns = (
+            model.id,
+            model.name,
+            func.coalesce(model.mobile, model.email, literal("")),
+            model.mobile,
+            model.phone,
+            model.email,
+        )
         for condition, order_by, cap in _conditions(session, model, query, limit):
             stmt = select(*columns).where(condition, scope)
             if order_by is not None:
@@ -145,7 +151,11 @@ def _conditions(session: Session, model: type, query: str, limit: int) -> list[t
     if phone:
         return [
             (prefix_range(model.mobile, phone), model.mobile, limit),
-            (or_(prefix_range(model.phone, phone), prefix_range(model.phone, _dashed(phone))), model.phone, limit),
+            (
+                or_(prefix_range(model.phone, phone), prefix_range(model.phone, _dashed(phone))),
+                model.phone,
+                limit,
+            ),
         ]
     if "@" in query:
         email = query.lower()
