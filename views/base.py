@@ -56,9 +56,11 @@ class CrmInterface(SQLAInterface):
         return query
 
     def query_count(self, query: Any, filters: Any = None, select_columns: Any = None) -> int:
+        """Count up to CRM_COUNT_CAP + 1 rows, reading only primary keys (an index can answer)."""
         cap = current_app.config["CRM_COUNT_CAP"]
         inner = self._apply_inner_all(query, filters, select_columns=select_columns, aliases_mapping={})
-        return inner.limit(cap + 1).count()
+        keys = inspect(self.obj).primary_key
+        return inner.with_entities(*keys).limit(cap + 1).count()
 
     def _service(self) -> Any:
         return service_for(self.obj)
