@@ -5,8 +5,9 @@ Fast at a million rows because every branch uses an index:
   and usable by the B-tree on SQLite, PostgreSQL and MySQL (LIKE 'x%' is not, on SQLite);
 - names: exact and prefix matches first (the name index), then "contains" through a trigram
   index: SQLite FTS5 (tokenize=trigram), PostgreSQL pg_trgm (GIN); MySQL scans. A trigram
-  index cannot serve fewer than 3 characters (东营): such a query scans, but unordered and
-  capped, so it stops at the first matches; only a rare 2-character fragment reads the table.
+  index cannot serve fewer than 3 characters (东营): such a query scans customer names, but
+  unordered and capped, so it stops at the first matches (only a rare 2-character fragment
+  reads the whole table); contacts' names go by prefix below 3 characters (CONTAINS_MIN_LENGTH).
 Every query goes through the data scope of the acting user (app.access).
 """
 
@@ -25,6 +26,10 @@ from models.customers import Contact, Customer
 from models.security import CrmUser
 
 MAX_RESULTS = 50
+#: Shortest query for a "contains" match. Company names are searched by a fragment from
+#: 2 characters (华泰 in 东营华泰化工); people's names, which start with the surname, by prefix
+#: below 3 (王芳 finds 王芳芳), where the trigram index starts to serve "contains".
+CONTAINS_MIN_LENGTH = {"crm_customer": 2, "crm_contact": 3}
 _PHONE_LIKE = re.compile(r"^[+\d][\d\s\-()]{2,}$")
 
 
@@ -160,10 +165,10 @@ def _conditions(session: Session, model: type, query: str, limit: int) -> list[t
     if "@" in query:
         email = query.lower()
         return [(prefix_range(model.email, email), model.email, limit)]
-    return [
-        (prefix_range(model.name, query), model.name, limit),
-        (name_contains(session, model, query), None, limit * 3),
-    ]
+    conditions = [(prefix_range(model.name, query), model.name, limit)]
+    if len(query) >= CONTAINS_MIN_LENGTH.get(model.__tablename__, 3):
+        conditions.append((name_contains(session, model, query), None, limit * 3))
+    return conditions
 
 
 def _dashed(digits: str) -> str:

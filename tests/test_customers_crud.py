@@ -147,3 +147,17 @@ def test_list_count_is_capped(app, login_as, api_as) -> None:
         assert client.get("/api/v1/customer/", headers=headers).json["count"] == 3  # cap + 1: "more"
     finally:
         app.config["CRM_COUNT_CAP"] = 10000
+
+
+def test_short_queries_find_people_by_prefix_and_companies_by_fragment(api_as) -> None:
+    client, headers = api_as("rep_a")
+    company = client.post("/api/v1/customer/", json={"name": "东营鲁泰纺织有限公司"}, headers=headers).json[
+        "id"
+    ]
+    client.post("/api/v1/contact/", json={"customer": company, "name": "欧阳娜娜"}, headers=headers)
+    hits = client.get("/api/v1/search/?q=鲁泰", headers=headers).json["result"]
+    assert company in {h["id"] for h in hits if h["kind"] == "customer"}  # fragment inside a company name
+    people = client.get("/api/v1/search/?q=欧阳", headers=headers).json["result"]
+    assert "欧阳娜娜" in {h["name"] for h in people if h["kind"] == "contact"}  # surname prefix
+    inner = client.get("/api/v1/search/?q=阳娜娜", headers=headers).json["result"]
+    assert "欧阳娜娜" in {h["name"] for h in inner if h["kind"] == "contact"}  # 3+ characters: contains
