@@ -55,7 +55,7 @@ class CrmUser(User):
 
     department_id: Mapped[int | None] = mapped_column(
         Integer,
-        ForeignKey("crm_department.id", ondelete="SET NULL", name="fk_user_department"),
+        ForeignKey("crm_department.id", ondelete="SET NULL", name="fk_user_department", use_alter=True),
         index=True,
         nullable=True,
     )
