@@ -14,6 +14,9 @@ from app.extensions import csrf, db, migrate
 from views import register_all
 
 log = logging.getLogger(__name__)
+# FAB's own security APIs declare search columns its filters cannot handle and warn about it on
+# every start-up; nothing of ours is concerned.
+logging.getLogger("flask_appbuilder.models.filters").setLevel(logging.ERROR)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
