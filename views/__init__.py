@@ -15,46 +15,45 @@ CUSTOMERS = "Customers"
 SETTINGS = "Settings"
 
 
+#: (view, menu name (a stable id), label, icon, category, category label, category icon)
+MENU = [
+    (customers.CustomerView, "Customers", _("客户"), "fa-building", CUSTOMERS),
+    (customers.ContactView, "Contacts", _("联系人"), "fa-address-book", CUSTOMERS),
+    (customers.CustomerGroupView, "Customer groups", _("客户分组"), "fa-object-group", CUSTOMERS),
+    (customers.TagView, "Tags", _("标签"), "fa-tags", CUSTOMERS),
+    (security.DepartmentView, "Departments", _("部门"), "fa-sitemap", SETTINGS),
+    (security.RoleDataScopeView, "Data scopes", _("数据权限"), "fa-filter", SETTINGS),
+    (customers.IndustryView, "Industries", _("行业"), "fa-industry", SETTINGS),
+    (customers.RegionView, "Regions", _("行政区划"), "fa-map", SETTINGS),
+]
+CATEGORIES = {CUSTOMERS: (_("客户"), "fa-users"), SETTINGS: (_("设置"), "fa-cogs")}
+
+APIS = [
+    customers.CustomerApi,
+    customers.ContactApi,
+    customers.IndustryApi,
+    customers.TagApi,
+    customers.CustomerGroupApi,
+    customers.RegionApi,
+    security.DepartmentApi,
+    security.RoleDataScopeApi,
+    search.SearchApi,
+]
+
+
 def register_all(appbuilder: AppBuilder) -> None:
-    """Add every domain's views; menu names are stable ids, labels are translated."""
-    customers_menu = {"category": CUSTOMERS, "category_label": _("客户"), "category_icon": "fa-users"}
-    appbuilder.add_view(
-        customers.CustomerView, "Customers", label=_("客户"), icon="fa-building", **customers_menu
-    )
-    appbuilder.add_view(
-        customers.ContactView, "Contacts", label=_("联系人"), icon="fa-address-book", **customers_menu
-    )
-    appbuilder.add_view(
-        customers.CustomerGroupView,
-        "Customer groups",
-        label=_("客户分组"),
-        icon="fa-object-group",
-        **customers_menu,
-    )
-    appbuilder.add_view(customers.TagView, "Tags", label=_("标签"), icon="fa-tags", **customers_menu)
-
-    settings_menu = {"category": SETTINGS, "category_label": _("设置"), "category_icon": "fa-cogs"}
-    appbuilder.add_view(
-        security.DepartmentView, "Departments", label=_("部门"), icon="fa-sitemap", **settings_menu
-    )
-    appbuilder.add_view(
-        security.RoleDataScopeView, "Data scopes", label=_("数据权限"), icon="fa-filter", **settings_menu
-    )
-    appbuilder.add_view(
-        customers.IndustryView, "Industries", label=_("行业"), icon="fa-industry", **settings_menu
-    )
-    appbuilder.add_view(customers.RegionView, "Regions", label=_("行政区划"), icon="fa-map", **settings_menu)
+    """Add every domain's views and APIs; menu names are stable ids, labels are translated."""
+    for view, name, label, icon, category in MENU:
+        category_label, category_icon = CATEGORIES[category]
+        appbuilder.add_view(
+            view,
+            name,
+            label=label,
+            icon=icon,
+            category=category,
+            category_label=category_label,
+            category_icon=category_icon,
+        )
     appbuilder.add_view_no_menu(search.SearchView)
-
-    for api in (
-        customers.CustomerApi,
-        customers.ContactApi,
-        customers.IndustryApi,
-        customers.TagApi,
-        customers.CustomerGroupApi,
-        customers.RegionApi,
-        security.DepartmentApi,
-        security.RoleDataScopeApi,
-        search.SearchApi,
-    ):
+    for api in APIS:
         appbuilder.add_api(api)

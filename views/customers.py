@@ -89,6 +89,23 @@ CONTACT_FIELDS = [
     "notes",
 ]
 
+#: What customers can be filtered by, on the list screen and in the REST API alike
+CUSTOMER_FILTERS = [
+    "name",
+    "kind",
+    "level",
+    "status",
+    "source",
+    "mobile",
+    "phone",
+    "email",
+    "credit_code",
+    "industry",
+    "owner",
+    "purchase_frequency",
+    "locality",
+]
+
 REGION_LEVEL_FILTERS = {
     "province": [["level", FilterEqual, 1]],
     "city": [["level", FilterEqual, 2]],
@@ -168,23 +185,7 @@ class CustomerView(CrmModelView):
         ),
     ]
     edit_fieldsets = add_fieldsets
-    search_columns = [
-        "name",
-        "kind",
-        "level",
-        "status",
-        "source",
-        "mobile",
-        "phone",
-        "email",
-        "credit_code",
-        "industry",
-        "owner",
-        "purchase_frequency",
-        "locality",
-        "tags",
-        "groups",
-    ]
+    search_columns = [*CUSTOMER_FILTERS, "tags", "groups"]
     order_columns = ["name", "level", "status", "updated_at", "mobile"]
     base_order = ("id", "desc")
     add_form_query_rel_fields = REGION_LEVEL_FILTERS
@@ -320,21 +321,7 @@ class CustomerApi(CrmModelApi):
     add_columns = CUSTOMER_API_WRITE
     edit_columns = CUSTOMER_API_WRITE
     order_columns = ["id", "name", "level", "status", "updated_at", "mobile"]
-    search_columns = [
-        "name",
-        "kind",
-        "level",
-        "status",
-        "source",
-        "mobile",
-        "phone",
-        "email",
-        "credit_code",
-        "owner",
-        "industry",
-        "purchase_frequency",
-        "locality",
-    ]
+    search_columns = CUSTOMER_FILTERS
     add_query_rel_fields = {"owner": [["id", AssignableUserFilter, None]]}
     edit_query_rel_fields = add_query_rel_fields
 
