@@ -17,7 +17,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import RelationshipDirection, Session
 
-from app.errors import AccessDenied, ErrorCollector, ValidationFailed
+from app.errors import ErrorCollector, ValidationFailed
 from app.validators import clean_text
 from models.base import Choices, utcnow
 from models.security import CrmUser
@@ -155,7 +155,7 @@ def write_transaction(session: Session) -> Iterator[None]:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise ValidationFailed({"_schema": [_integrity_message(exc)]}) from exc
+        raise ValidationFailed({"_schema": [_integrity_message()]}) from exc
     except Exception:
         session.rollback()
         raise
@@ -170,7 +170,7 @@ def _invalid_choice(choices: Choices) -> str:
     return gettext("不是有效的选项,可选: %(options)s", options=", ".join(choices.codes))
 
 
-def _integrity_message(exc: IntegrityError) -> str:
+def _integrity_message() -> str:
     return gettext("与已有记录冲突 (唯一或关联约束),未保存")
 
 
@@ -186,5 +186,3 @@ def _clean_before_flush(session: Session, flush_context: Any, instances: Any) ->
         cleaned = service.clean(session, values, pk=identity[0] if identity else None)
         apply_values(session, item, values, cleaned)
 
-
-__all__ = ["RecordService", "service_for", "column_values", "AccessDenied"]
