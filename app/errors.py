@@ -29,9 +29,10 @@ class DomainError(Exception):
 
 
 class ValidationFailed(DomainError):
-    """Input that breaks a validation rule (422 with a message per field)."""
+    """Input that breaks a validation rule: 400 with a message per field (the issue tracker asks
+    400 for invalid custom values; one status for every validation error keeps clients simple)."""
 
-    status = 422
+    status = 400
 
 
 class AccessDenied(DomainError):

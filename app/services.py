@@ -149,7 +149,7 @@ class RecordService:
 
 @contextmanager
 def write_transaction(session: Session) -> Iterator[None]:
-    """The one place services commit: all or nothing, a constraint violation becomes a 422."""
+    """The one place services commit: all or nothing, a constraint violation becomes a 400."""
     try:
         yield
         session.commit()

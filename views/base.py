@@ -3,7 +3,7 @@
 What they add to Flask-AppBuilder, once for all entities:
 - the data-scope filter (app.access) on every list, show, edit, delete and REST call;
 - writes through the entity's service (app.services), whose rules give field-level errors:
-  inline in forms, 422 with {field: [messages]} in the API, never a 500;
+  inline in forms, 400 with {field: [messages]} in the API, never a 500;
 - select widgets and translated labels for choice columns;
 - a capped COUNT(*) so list pages stay fast at a million rows.
 """
@@ -284,7 +284,7 @@ class CrmModelApi(ModelRestApi):
         try:
             item = self.add_model_schema.load(request.json)
         except ValidationError as err:
-            return self.response_422(message=err.messages)
+            return self.response_400(message=err.messages)
         return self._write(201, item, self.add_model_schema)
 
     def put_headless(self, pk: Any) -> Any:
@@ -298,7 +298,7 @@ class CrmModelApi(ModelRestApi):
             item = self.edit_model_schema.load(data, instance=item)
         except ValidationError as err:
             self.datamodel.session.rollback()
-            return self.response_422(message=err.messages)
+            return self.response_400(message=err.messages)
         return self._write(200, item, self.edit_model_schema)
 
     def delete_headless(self, pk: Any) -> Any:

@@ -1,0 +1,218 @@
+"""Custom-field definitions: rows that describe a field, and the rules a definition must meet.
+
+Definitions are data. Every process caches them per entity under a version number stored in
+the database (`crm_custom_field_version`); a change bumps the version in the same transaction,
+so every worker sees it at its next request, without a restart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from decimal import Decimal, InvalidOperation
+from typing import Any, Optional
+
+from flask_appbuilder import Model
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from customfields.types import FIELD_TYPES
+
+API_NAME = re.compile(r"[a-z][a-z0-9_]{0,49}")
+
+#: Entities that carry custom fields (the table name without crm_), with their labels
+ENTITIES = {"customer": lazy_gettext("客户"), "contact": lazy_gettext("联系人")}
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class CustomField(Model):
+    """One custom field of one entity. Its API name never changes once created."""
+
+    __tablename__ = "crm_custom_field"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entity: Mapped[str] = mapped_column(String(50), nullable=False, index=True)
+    api_name: Mapped[str] = mapped_column(String(50), nullable=False)
+    label_zh: Mapped[str] = mapped_column(String(100), nullable=False)
+    label_en: Mapped[Optional[str]] = mapped_column(String(100))
+    field_type: Mapped[str] = mapped_column(String(20), nullable=False, default="text")
+    required: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    default: Mapped[Optional[Any]] = mapped_column(JSON)
+    help_text: Mapped[Optional[str]] = mapped_column(String(255))
+    section: Mapped[Optional[str]] = mapped_column(String(50))
+    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    #: select and multi-select: the allowed values, in order
+    choices: Mapped[Optional[list]] = mapped_column(JSON)
+    min_value: Mapped[Optional[str]] = mapped_column(String(40))
+    max_value: Mapped[Optional[str]] = mapped_column(String(40))
+    max_length: Mapped[Optional[int]] = mapped_column(Integer)
+    pattern: Mapped[Optional[str]] = mapped_column(String(255))
+    unique: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    indexed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    #: role names that may see / edit the field; empty means every role
+    visible_roles: Mapped[Optional[list]] = mapped_column(JSON)
+    editable_roles: Mapped[Optional[list]] = mapped_column(JSON)
+    archived: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_utcnow, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_utcnow, onupdate=_utcnow, nullable=False)
+
+    __table_args__ = (UniqueConstraint("entity", "api_name", name="uq_custom_field_entity_name"),)
+
+    def __str__(self) -> str:
+        return f"{self.label_zh} ({self.api_name})"
+
+    @property
+    def handler(self) -> Any:
+        return FIELD_TYPES[self.field_type]
+
+    @property
+    def choice_values(self) -> list[str]:
+        return [str(c) for c in (self.choices or [])]
+
+    def bound(self, name: str) -> Any:
+        """min_value/max_value as the type compares them (Decimal, date or datetime)."""
+        raw = getattr(self, name)
+        if raw in (None, ""):
+            return None
+        if self.field_type == "date":
+            return dt.date.fromisoformat(raw)
+        if self.field_type == "datetime":
+            return dt.datetime.fromisoformat(raw)
+        return Decimal(raw)
+
+    def label(self, language: str | None) -> str:
+        return (self.label_en or self.label_zh) if language == "en" else self.label_zh
+
+    def visible_to(self, role_names: set[str] | None) -> bool:
+        """None means no role filter (the system itself: CLI, worker)."""
+        return role_names is None or not self.visible_roles or bool(role_names & set(self.visible_roles))
+
+    def editable_by(self, role_names: set[str] | None) -> bool:
+        if not self.visible_to(role_names):
+            return False
+        return role_names is None or not self.editable_roles or bool(role_names & set(self.editable_roles))
+
+
+class CustomFieldVersion(Model):
+    """A single row whose number changes with every definition change (cache key for workers)."""
+
+    __tablename__ = "crm_custom_field_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+def bump_version(session: Session) -> None:
+    """Call in the transaction that changes a definition."""
+    changed = session.execute(
+        update(CustomFieldVersion).where(CustomFieldVersion.id == 1).values(version=CustomFieldVersion.version + 1)
+    )
+    if not changed.rowcount:
+        session.add(CustomFieldVersion(id=1, version=1))
+
+
+def current_version(session: Session) -> int:
+    return session.scalar(select(CustomFieldVersion.version).where(CustomFieldVersion.id == 1)) or 0
+
+
+class _Cache:
+    """Per-process definitions by entity, valid for one version number."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.version = -1
+        self.by_entity: dict[str, list[dict[str, Any]]] = {}
+
+    def definitions(self, session: Session, entity: str) -> list[CustomField]:
+        version = current_version(session)
+        with self.lock:
+            if version != self.version:
+                rows = session.scalars(
+                    select(CustomField).order_by(CustomField.entity, CustomField.position, CustomField.id)
+                ).all()
+                by_entity: dict[str, list[dict[str, Any]]] = {}
+                for row in rows:
+                    by_entity.setdefault(row.entity, []).append(_snapshot(row))
+                self.by_entity, self.version = by_entity, version
+            snapshots = self.by_entity.get(entity, [])
+        return [_detached(snapshot) for snapshot in snapshots]
+
+
+def _snapshot(row: CustomField) -> dict[str, Any]:
+    return {column.key: getattr(row, column.key) for column in CustomField.__table__.columns}
+
+
+def _detached(snapshot: dict[str, Any]) -> CustomField:
+    """A plain CustomField object, not in any session (safe to share between requests)."""
+    return CustomField(**snapshot)
+
+
+_cache = _Cache()
+
+
+def definitions(session: Session, entity: str, include_archived: bool = False) -> list[CustomField]:
+    """The entity's field definitions in form order, from the per-process cache."""
+    fields = _cache.definitions(session, entity)
+    return fields if include_archived else [f for f in fields if not f.archived]
+
+
+def validate_definition(
+    field: CustomField, standard_columns: set[str], previous: CustomField | None = None
+) -> dict[str, list[str]]:
+    """Every problem with a definition, by attribute (an empty dict means it is valid)."""
+    errors: dict[str, list[str]] = {}
+
+    def add(name: str, message: str) -> None:
+        errors.setdefault(name, []).append(message)
+
+    if field.entity not in ENTITIES:
+        add("entity", _("不支持自定义字段的对象"))
+    name = (field.api_name or "").strip()
+    if previous is not None and name != previous.api_name:
+        add("api_name", _("API 名称创建后不能修改"))
+    elif not API_NAME.fullmatch(name):
+        add("api_name", _("API 名称只能用小写字母、数字和下划线,以字母开头,最多 50 个字符"))
+    elif name in standard_columns:
+        add("api_name", _("与标准字段 %(name)s 重名", name=name))
+    if not (field.label_zh or "").strip():
+        add("label_zh", _("请填写中文名称"))
+    handler = FIELD_TYPES.get(field.field_type)
+    if handler is None:
+        add("field_type", _("不支持的字段类型"))
+        return errors
+    for option in ("choices", "min_value", "max_value", "max_length", "pattern"):
+        if getattr(field, option) not in (None, "", []) and option not in handler.options:
+            add(option, _("该类型的字段不使用此设置"))
+    if "choices" in handler.options:
+        values = field.choice_values
+        if not values:
+            add("choices", _("请至少填写一个选项"))
+        elif len(set(values)) != len(values):
+            add("choices", _("选项不能重复"))
+    for bound in ("min_value", "max_value"):
+        if getattr(field, bound) not in (None, ""):
+            try:
+                field.bound(bound)
+            except (InvalidOperation, ValueError):
+                add(bound, _("不是有效的值"))
+    if field.max_length is not None and field.max_length < 1:
+        add("max_length", _("应为正整数"))
+    if field.pattern:
+        try:
+            re.compile(field.pattern)
+        except re.error:
+            add("pattern", _("不是有效的正则表达式"))
+    if field.default not in (None, "", []) and not errors:
+        try:
+            field.default = handler.to_storage(field.default, field)
+        except ValueError as exc:
+            add("default", _("默认值不符合该字段的规则: %(msg)s", msg=str(exc)))
+    if field.unique and field.field_type in {"multi_select", "boolean", "long_text"}:
+        add("unique", _("该类型的字段不能设为唯一"))
+    return errors
