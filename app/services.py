@@ -13,12 +13,14 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from flask_babel import gettext
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import RelationshipDirection, Session
 
 from app.errors import ErrorCollector, ValidationFailed
 from app.validators import clean_text
+from customfields import CustomFieldsMixin
+from customfields.values import check_unique, clean_custom
 from models.base import Choices, utcnow
 from models.security import CrmUser
 
@@ -103,8 +105,30 @@ class RecordService:
                 errors.add(column, str(message))  # a lazy message, in the request language
         with session.no_autoflush:
             self.check(session, cleaned, pk, errors)
+            if issubclass(self.model, CustomFieldsMixin):
+                self.clean_custom(session, cleaned, pk, errors)
         errors.raise_if_any()
         return cleaned
+
+    def clean_custom(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
+        """Custom values through the custom-field engine: only what changed is checked."""
+        entity = self.model.__tablename__.removeprefix("crm_")
+        stored = (
+            session.scalar(select(self.model.custom).where(self.model.id == pk)) if pk is not None else None
+        )
+        stored = stored or {}
+        given = values.get("custom") or {}
+        changes = (
+            given if not isinstance(given, dict) else {k: v for k, v in given.items() if stored.get(k) != v}
+        )
+        actor = session.info.get(ACTOR_KEY)
+        roles = None if actor is None else {role.name for role in actor.roles}
+        merged, problems = clean_custom(session, entity, changes, stored, pk is None, roles)
+        check_unique(session, self.model, entity, merged, pk, problems)
+        for field, messages in problems.items():
+            for message in messages:
+                errors.add(field, message)
+        values["custom"] = merged
 
     def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
         """Normalise `values` in place and add an error per broken rule."""
@@ -130,7 +154,7 @@ class RecordService:
             item.updated_by_id = actor.id
         if hasattr(item, "updated_at"):
             item.updated_at = utcnow()
-        with write_transaction(session):
+        with acting_as(session, actor), write_transaction(session):
             session.add(item)
             with session.no_autoflush:
                 self.before_save(session, item, actor, is_new)
@@ -140,11 +164,28 @@ class RecordService:
     def before_save(self, session: Session, item: Any, actor: CrmUser | None, is_new: bool) -> None:
         """Defaults that depend on the actor (the owner, say); override per entity."""
 
+    def before_delete(self, session: Session, item: Any) -> None:
+        """Work that must happen in the deleting transaction; override per entity."""
+
     def delete(self, session: Session, item: Any, actor: CrmUser | None) -> None:
-        with write_transaction(session):
+        with acting_as(session, actor), write_transaction(session):
             with session.no_autoflush:
                 self.authorize(session, item, actor)
+                self.before_delete(session, item)
             session.delete(item)
+
+
+#: where save() leaves the acting user for the data-layer hook (field permissions need it)
+ACTOR_KEY = "keguan.actor"
+
+
+@contextmanager
+def acting_as(session: Session, actor: CrmUser | None) -> Iterator[None]:
+    session.info[ACTOR_KEY] = actor
+    try:
+        yield
+    finally:
+        session.info.pop(ACTOR_KEY, None)
 
 
 @contextmanager
@@ -185,4 +226,3 @@ def _clean_before_flush(session: Session, flush_context: Any, instances: Any) ->
         identity = inspect(item).identity
         cleaned = service.clean(session, values, pk=identity[0] if identity else None)
         apply_values(session, item, values, cleaned)
-

@@ -11,12 +11,12 @@ import datetime as dt
 import re
 import threading
 from decimal import Decimal, InvalidOperation
-from typing import Any, Optional
+from typing import Any
 
 from flask_appbuilder import Model
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, UniqueConstraint, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from customfields.types import FIELD_TYPES
@@ -40,27 +40,29 @@ class CustomField(Model):
     entity: Mapped[str] = mapped_column(String(50), nullable=False, index=True)
     api_name: Mapped[str] = mapped_column(String(50), nullable=False)
     label_zh: Mapped[str] = mapped_column(String(100), nullable=False)
-    label_en: Mapped[Optional[str]] = mapped_column(String(100))
+    label_en: Mapped[str | None] = mapped_column(String(100))
     field_type: Mapped[str] = mapped_column(String(20), nullable=False, default="text")
     required: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    default: Mapped[Optional[Any]] = mapped_column(JSON)
-    help_text: Mapped[Optional[str]] = mapped_column(String(255))
-    section: Mapped[Optional[str]] = mapped_column(String(50))
+    default: Mapped[Any | None] = mapped_column(JSON)
+    help_text: Mapped[str | None] = mapped_column(String(255))
+    section: Mapped[str | None] = mapped_column(String(50))
     position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     #: select and multi-select: the allowed values, in order
-    choices: Mapped[Optional[list]] = mapped_column(JSON)
-    min_value: Mapped[Optional[str]] = mapped_column(String(40))
-    max_value: Mapped[Optional[str]] = mapped_column(String(40))
-    max_length: Mapped[Optional[int]] = mapped_column(Integer)
-    pattern: Mapped[Optional[str]] = mapped_column(String(255))
+    choices: Mapped[list | None] = mapped_column(JSON)
+    min_value: Mapped[str | None] = mapped_column(String(40))
+    max_value: Mapped[str | None] = mapped_column(String(40))
+    max_length: Mapped[int | None] = mapped_column(Integer)
+    pattern: Mapped[str | None] = mapped_column(String(255))
     unique: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     indexed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     #: role names that may see / edit the field; empty means every role
-    visible_roles: Mapped[Optional[list]] = mapped_column(JSON)
-    editable_roles: Mapped[Optional[list]] = mapped_column(JSON)
+    visible_roles: Mapped[list | None] = mapped_column(JSON)
+    editable_roles: Mapped[list | None] = mapped_column(JSON)
     archived: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_utcnow, nullable=False)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_utcnow, onupdate=_utcnow, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime, default=_utcnow, onupdate=_utcnow, nullable=False
+    )
 
     __table_args__ = (UniqueConstraint("entity", "api_name", name="uq_custom_field_entity_name"),)
 
@@ -111,7 +113,9 @@ class CustomFieldVersion(Model):
 def bump_version(session: Session) -> None:
     """Call in the transaction that changes a definition."""
     changed = session.execute(
-        update(CustomFieldVersion).where(CustomFieldVersion.id == 1).values(version=CustomFieldVersion.version + 1)
+        update(CustomFieldVersion)
+        .where(CustomFieldVersion.id == 1)
+        .values(version=CustomFieldVersion.version + 1)
     )
     if not changed.rowcount:
         session.add(CustomFieldVersion(id=1, version=1))

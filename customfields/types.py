@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from decimal import Decimal, InvalidOperation
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from email_validator import EmailNotValidError, validate_email
@@ -176,9 +176,7 @@ class MultiSelectType(FieldType):
         chosen = [str(item).strip() for item in items if str(item).strip()]
         wrong = [item for item in chosen if item not in field.choice_values]
         if wrong:
-            raise ValueError(
-                _("不是有效的选项: %(wrong)s", wrong=", ".join(wrong))
-            )
+            raise ValueError(_("不是有效的选项: %(wrong)s", wrong=", ".join(wrong)))
         return [choice for choice in field.choice_values if choice in chosen]  # definition order
 
 

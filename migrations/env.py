@@ -24,6 +24,16 @@ def get_engine():
         return current_app.extensions['migrate'].db.engine
 
 
+def include_object(obj, name, type_, reflected, compare_to):
+    """Autogenerate leaves alone what the migrations manage by hand for name search:
+    SQLite FTS5 tables and PostgreSQL trigram indexes."""
+    if type_ == "table" and "_fts" in (name or ""):
+        return False
+    if type_ == "index" and (name or "").endswith("_trgm"):
+        return False
+    return True
+
+
 def get_engine_url():
     try:
         return get_engine().url.render_as_string(hide_password=False).replace(
@@ -65,7 +75,7 @@ def run_migrations_offline():
     """
     url = config.get_main_option("sqlalchemy.url")
     context.configure(
-        url=url, target_metadata=get_metadata(), literal_binds=True
+        url=url, target_metadata=get_metadata(), literal_binds=True, include_object=include_object
     )
 
     with context.begin_transaction():
@@ -100,6 +110,7 @@ def run_migrations_online():
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
+            include_object=include_object,
             **conf_args
         )
 

@@ -1,5 +1,6 @@
 """All of KeGuan's models; importing this package registers every table on Model.metadata."""
 
+from customfields.definitions import CustomField  # also registers CustomFieldVersion
 from models.base import Model
 from models.customers import (
     Contact,
@@ -13,6 +14,7 @@ from models.security import CrmUser, Department, RoleDataScope
 
 __all__ = [
     "Model",
+    "CustomField",
     "Contact",
     "Customer",
     "CustomerGroup",

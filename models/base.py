@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 from flask_appbuilder import Model
 from flask_babel import lazy_gettext
@@ -25,8 +26,11 @@ class Choices:
     and adding a choice needs no ALTER TYPE.
     """
 
-    def __init__(self, *pairs: tuple[str, str]) -> None:
-        self._labels = {code: lazy_gettext(label) for code, label in pairs}
+    def __init__(self, *pairs: tuple[str, Any]) -> None:
+        # a label is a msgid, or an already lazy translated string
+        self._labels = {
+            code: lazy_gettext(label) if isinstance(label, str) else label for code, label in pairs
+        }
 
     def __contains__(self, code: object) -> bool:
         return code in self._labels

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _
 
-from views import customers, search, security
+from views import customers, customfields, search, security
 
 CUSTOMERS = "Customers"
 SETTINGS = "Settings"
@@ -23,6 +23,7 @@ MENU = [
     (customers.TagView, "Tags", _("标签"), "fa-tags", CUSTOMERS),
     (security.DepartmentView, "Departments", _("部门"), "fa-sitemap", SETTINGS),
     (security.RoleDataScopeView, "Data scopes", _("数据权限"), "fa-filter", SETTINGS),
+    (customfields.CustomFieldView, "Custom fields", _("自定义字段"), "fa-sliders", SETTINGS),
     (customers.IndustryView, "Industries", _("行业"), "fa-industry", SETTINGS),
     (customers.RegionView, "Regions", _("行政区划"), "fa-map", SETTINGS),
 ]
@@ -37,6 +38,7 @@ APIS = [
     customers.RegionApi,
     security.DepartmentApi,
     security.RoleDataScopeApi,
+    customfields.CustomFieldApi,
     search.SearchApi,
 ]
 

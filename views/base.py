@@ -29,6 +29,8 @@ from wtforms import SelectField
 from app.access import DataScopeFilter, assignable_user_ids, current_actor, is_scoped
 from app.errors import DomainError
 from app.services import column_values, many_to_one_columns, service_for
+from customfields import CustomFieldsMixin
+from customfields.definitions import definitions
 
 
 class CrmInterface(SQLAInterface):
@@ -251,6 +253,19 @@ class CrmModelView(ModelView):
             self.edit_form = with_domain_validation(self.edit_form, self)
 
 
+def visible_custom(model: type, rows: list[dict[str, Any]]) -> None:
+    """Drop, in place, the custom values of archived fields and of fields hidden from the user."""
+    if not issubclass(model, CustomFieldsMixin) or not any("custom" in row for row in rows):
+        return
+    actor = current_actor()
+    roles = None if actor is None else {role.name for role in actor.roles}
+    entity = model.__tablename__.removeprefix("crm_")
+    shown = {f.api_name for f in definitions(current_app.appbuilder.session, entity) if f.visible_to(roles)}
+    for row in rows:
+        if isinstance(row.get("custom"), dict):
+            row["custom"] = {k: v for k, v in row["custom"].items() if k in shown}
+
+
 class CrmModelApi(ModelRestApi):
     """Base REST API for every KeGuan entity (OpenAPI docs from Flask-AppBuilder)."""
 
@@ -263,6 +278,13 @@ class CrmModelApi(ModelRestApi):
             self.base_filters = [["id", DataScopeFilter, None], *(self.base_filters or [])]
         super().__init__()
 
+    def pre_get(self, data: dict[str, Any]) -> None:
+        """Custom values the user may not see never leave the server."""
+        visible_custom(self.datamodel.obj, [data.get(API_RESULT_RES_KEY) or {}])
+
+    def pre_get_list(self, data: dict[str, Any]) -> None:
+        visible_custom(self.datamodel.obj, data.get(API_RESULT_RES_KEY) or [])
+
     def _write(self, status: int, item: Any, schema: Any) -> Any:
         """Save through the service; map its field errors to a 4xx response."""
         try:
@@ -274,6 +296,7 @@ class CrmModelApi(ModelRestApi):
             self.datamodel.session.rollback()
             return self.response(exc.status, message=exc.errors)
         body: dict[str, Any] = {API_RESULT_RES_KEY: schema.dump(item, many=False)}
+        visible_custom(self.datamodel.obj, [body[API_RESULT_RES_KEY]])
         if status == 201:
             body["id"] = self.datamodel.get_pk_value(item)
         return self.response(status, **body)

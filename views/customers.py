@@ -318,8 +318,7 @@ class CustomerApi(CrmModelApi):
         "updated_at",
     ]
     show_columns = CUSTOMER_API_COLUMNS
-    add_columns = CUSTOMER_API_WRITE
-    edit_columns = CUSTOMER_API_WRITE
+    add_columns = edit_columns = [*CUSTOMER_API_WRITE, "custom"]
     order_columns = ["id", "name", "level", "status", "updated_at", "mobile"]
     search_columns = CUSTOMER_FILTERS
     add_query_rel_fields = {"owner": [["id", AssignableUserFilter, None]]}
@@ -331,8 +330,7 @@ class ContactApi(CrmModelApi):
     datamodel = CrmInterface(Contact)
     list_columns = ["id", "name", "customer.id", "customer.name", "title", "mobile", "email", "is_primary"]
     show_columns = ["id", "customer.id", "customer.name", *CONTACT_FIELDS[1:], "custom", "created_at"]
-    add_columns = CONTACT_FIELDS
-    edit_columns = CONTACT_FIELDS
+    add_columns = edit_columns = [*CONTACT_FIELDS, "custom"]
     order_columns = ["id", "name", "mobile"]
     search_columns = ["name", "mobile", "phone", "email", "customer"]
 

@@ -1,0 +1,286 @@
+"""The custom-field engine: definitions, every type through the API, rules, visibility, workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, func, select
+
+from app.extensions import db
+from customfields.definitions import CustomField, current_version
+from models.customers import Customer
+from tests.conftest import PASSWORD, unique_mobile, unique_name
+
+_names = iter(range(1, 10_000))
+
+
+def define(api_as: Any, **definition: Any) -> dict[str, Any]:
+    """Create a definition through the admin API; returns its JSON with a fresh API name."""
+    client, headers = api_as("admin")
+    body = {"entity": "customer", "label_zh": "测试字段", **definition}
+    body.setdefault("api_name", f"f{os.getpid()}_{next(_names)}")
+    response = client.post("/api/v1/customfield/", json=body, headers=headers)
+    assert response.status_code == 201, response.json
+    return {"id": response.json["id"], **body}
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_fields() -> Any:
+    """Each test defines its own fields; remove them afterwards so others see a clean set."""
+    yield
+    db.session.rollback()
+    db.session.execute(delete(CustomField))
+    db.session.commit()
+
+
+def create_customer(api_as: Any, username: str = "rep_a", **custom: Any) -> Any:
+    client, headers = api_as(username)
+    return client.post(
+        "/api/v1/customer/",
+        json={"name": unique_name(), "mobile": unique_mobile(), "custom": custom},
+        headers=headers,
+    )
+
+
+# --- every type: a valid value is stored normalised, an invalid one is refused -----------------
+TYPE_CASES = [
+    ("text", {"max_length": 10}, " 危化品 证号 ", "危化品 证号", "x" * 11),
+    ("long_text", {}, "第一行\n第二行", "第一行\n第二行", {"an": "object"}),
+    ("integer", {"min_value": "0", "max_value": "100000"}, "1,200", 1200, "12.5"),
+    ("decimal", {}, "3.14159", "3.1416", "abc"),
+    ("currency", {"min_value": "0"}, "¥1,234.5", "1234.50", "-1"),
+    ("percent", {"max_value": "100"}, "12.5%", "12.50", "101"),
+    ("date", {"min_value": "2000-01-01"}, "2026-11-23", "2026-11-23", "1999-12-31"),
+    ("datetime", {}, "2026-11-23T08:00:00+08:00", "2026-11-23T00:00:00", "23/11/2026"),
+    ("boolean", {}, "是", True, "maybe"),
+    ("select", {"choices": ["高", "中", "低"]}, "中", "中", "特高"),
+    ("multi_select", {"choices": ["石化", "农业", "海产"]}, ["海产", "石化"], ["石化", "海产"], ["电子"]),
+    ("email", {}, "Boss@Example.CN", "boss@example.cn", "boss@"),
+    ("phone", {}, "0546 8123456", "0546-8123456", "12"),
+    ("url", {}, "www.dongying.gov.cn", "http://www.dongying.gov.cn", "not a url"),
+]
+
+
+@pytest.mark.parametrize(("field_type", "options", "good", "stored", "bad"), TYPE_CASES)
+def test_every_type_through_the_api(api_as, field_type, options, good, stored, bad) -> None:
+    field = define(api_as, field_type=field_type, **options)
+    ok = create_customer(api_as, **{field["api_name"]: good})
+    assert ok.status_code == 201, ok.json
+    assert ok.json["result"]["custom"][field["api_name"]] == stored
+    client, headers = api_as("rep_a")
+    got = client.get(f"/api/v1/customer/{ok.json['id']}", headers=headers).json["result"]
+    assert got["custom"][field["api_name"]] == stored
+    before = db.session.scalar(select(func.count()).select_from(Customer))
+    refused = create_customer(api_as, **{field["api_name"]: bad})
+    assert refused.status_code == 400, refused.json
+    assert f"custom.{field['api_name']}" in refused.json["message"]
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Customer)) == before
+
+
+def test_unknown_and_malformed_custom_values_are_refused(api_as) -> None:
+    assert create_customer(api_as, no_such_field=1).status_code == 400
+    client, headers = api_as("rep_a")
+    response = client.post("/api/v1/customer/", json={"name": unique_name(), "custom": [1]}, headers=headers)
+    assert response.status_code == 400 and "custom" in response.json["message"]
+
+
+def test_required_default_and_old_records(api_as) -> None:
+    old = create_customer(api_as).json["id"]  # before the field exists
+    field = define(api_as, field_type="select", choices=["甲", "乙"], required=True)
+    name = field["api_name"]
+    assert f"custom.{name}" in create_customer(api_as).json["message"]  # required on create
+    client, headers = api_as("rep_a")
+    # the old record stays editable without a value...
+    assert client.put(f"/api/v1/customer/{old}", json={"status": "won"}, headers=headers).status_code == 200
+    # ...but once it has one, the value cannot be cleared
+    assert (
+        client.put(f"/api/v1/customer/{old}", json={"custom": {name: "甲"}}, headers=headers).status_code
+        == 200
+    )
+    cleared = client.put(f"/api/v1/customer/{old}", json={"custom": {name: None}}, headers=headers)
+    assert cleared.status_code == 400
+    with_default = define(api_as, field_type="integer", default="7")
+    created = create_customer(api_as, **{name: "乙"})
+    assert created.json["result"]["custom"][with_default["api_name"]] == 7
+
+
+def test_partial_update_keeps_other_values(api_as) -> None:
+    first = define(api_as, field_type="text")["api_name"]
+    second = define(api_as, field_type="integer")["api_name"]
+    pk = create_customer(api_as, **{first: "东营", second: 5}).json["id"]
+    client, headers = api_as("rep_a")
+    updated = client.put(f"/api/v1/customer/{pk}", json={"custom": {second: 6}}, headers=headers)
+    assert updated.status_code == 200
+    assert updated.json["result"]["custom"] == {first: "东营", second: 6}
+
+
+def test_unique_custom_field(api_as) -> None:
+    name = define(api_as, field_type="text", unique=True)["api_name"]
+    assert create_customer(api_as, **{name: "鲁危化经字[2026]001"}).status_code == 201
+    duplicate = create_customer(api_as, "rep_c", **{name: "鲁危化经字[2026]001"})
+    assert duplicate.status_code == 400 and f"custom.{name}" in duplicate.json["message"]
+
+
+def test_visibility_and_read_only_per_role(api_as) -> None:
+    secret = define(api_as, field_type="currency", visible_roles=["Finance", "Admin"])["api_name"]
+    locked = define(api_as, field_type="text", editable_roles=["Admin"])["api_name"]
+    admin, admin_headers = api_as("admin")
+    pk = admin.post(
+        "/api/v1/customer/",
+        json={"name": unique_name(), "owner": 1, "custom": {secret: "500000", locked: "A级"}},
+        headers=admin_headers,
+    ).json["id"]
+    finance, finance_headers = api_as("finance")
+    assert finance.get(f"/api/v1/customer/{pk}", headers=finance_headers).json["result"]["custom"] == {
+        secret: "500000.00",
+        locked: "A级",
+    }
+    boss, boss_headers = api_as("boss")  # a Sales Manager who sees every customer of the tree
+    seen = boss.get(f"/api/v1/customer/{pk}", headers=boss_headers)
+    if seen.status_code == 200:  # the admin's own customer may be outside the boss's scope
+        assert secret not in seen.json["result"]["custom"]
+    rep = create_customer(api_as, **{locked: "B级"})
+    assert rep.status_code == 400 and f"custom.{locked}" in rep.json["message"]  # read-only for reps
+    hidden = create_customer(api_as, **{secret: "1"})
+    assert hidden.status_code == 400  # a hidden field is unknown to the role
+    listed = api_as("rep_a")
+    rows = listed[0].get("/api/v1/customer/?q=(page_size:100)", headers=listed[1]).json["result"]
+    assert all(secret not in (row.get("custom") or {}) for row in rows)
+
+
+# --- definitions validate themselves -----------------------------------------------------------
+BAD_DEFINITIONS = [
+    ({"api_name": "Has Space"}, "api_name"),
+    ({"api_name": "mobile"}, "api_name"),  # a standard column
+    ({"field_type": "select"}, "choices"),
+    ({"field_type": "select", "choices": ["a", "a"]}, "choices"),
+    ({"field_type": "integer", "pattern": "\\d+"}, "pattern"),
+    ({"field_type": "text", "pattern": "("}, "pattern"),
+    ({"field_type": "integer", "min_value": "abc"}, "min_value"),
+    ({"field_type": "integer", "max_value": "10", "default": "11"}, "default"),
+    ({"field_type": "teleport"}, "field_type"),
+    ({"entity": "planet"}, "entity"),
+    ({"label_zh": ""}, "label_zh"),
+    ({"field_type": "boolean", "unique": True}, "unique"),
+]
+
+
+@pytest.mark.parametrize(("definition", "bad_field"), BAD_DEFINITIONS)
+def test_bad_definitions_are_refused(api_as, definition: dict, bad_field: str) -> None:
+    client, headers = api_as("admin")
+    body = {
+        "entity": "customer",
+        "api_name": f"bad_{next(_names)}",
+        "label_zh": "坏字段",
+        "field_type": "text",
+    }
+    response = client.post("/api/v1/customfield/", json={**body, **definition}, headers=headers)
+    assert response.status_code == 400, response.json
+    assert bad_field in response.json["message"]
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(CustomField)) == 0
+
+
+def test_only_admins_manage_definitions(api_as) -> None:
+    client, headers = api_as("rep_a")
+    body = {"entity": "customer", "api_name": "x1", "label_zh": "x", "field_type": "text"}
+    assert client.post("/api/v1/customfield/", json=body, headers=headers).status_code == 403
+
+
+def test_api_name_is_immutable_and_versions_move(api_as) -> None:
+    version = current_version(db.session)
+    field = define(api_as, field_type="text")
+    assert current_version(db.session) == version + 1
+    client, headers = api_as("admin")
+    renamed = client.put(f"/api/v1/customfield/{field['id']}", json={"api_name": "renamed"}, headers=headers)
+    assert renamed.status_code == 400 and "api_name" in renamed.json["message"]
+
+
+def test_type_change_converts_or_explains(api_as) -> None:
+    field = define(api_as, field_type="text")
+    name = field["api_name"]
+    good = create_customer(api_as, **{name: "42"}).json["id"]
+    client, headers = api_as("admin")
+    assert (
+        client.put(
+            f"/api/v1/customfield/{field['id']}", json={"field_type": "integer"}, headers=headers
+        ).status_code
+        == 200
+    )
+    db.session.expire_all()
+    assert db.session.get(Customer, good).custom[name] == 42
+    back = client.put(f"/api/v1/customfield/{field['id']}", json={"field_type": "text"}, headers=headers)
+    assert back.status_code == 200
+    create_customer(api_as, **{name: "四十二"})
+    refused = client.put(
+        f"/api/v1/customfield/{field['id']}", json={"field_type": "integer"}, headers=headers
+    )
+    assert refused.status_code == 400, refused.json
+    assert "1" in " ".join(refused.json["message"]["field_type"]) and "四十二" in str(refused.json)
+
+
+def test_archive_hides_and_delete_removes_values(api_as) -> None:
+    field = define(api_as, field_type="text")
+    name = field["api_name"]
+    pk = create_customer(api_as, **{name: "保留"}).json["id"]
+    client, headers = api_as("admin")
+    assert (
+        client.put(f"/api/v1/customfield/{field['id']}", json={"archived": True}, headers=headers).status_code
+        == 200
+    )
+    rep, rep_headers = api_as("rep_a")
+    assert name not in rep.get(f"/api/v1/customer/{pk}", headers=rep_headers).json["result"]["custom"]
+    db.session.expire_all()
+    assert db.session.get(Customer, pk).custom[name] == "保留"  # archived: the data stays
+    assert client.delete(f"/api/v1/customfield/{field['id']}", headers=headers).status_code == 200
+    db.session.expire_all()
+    assert name not in db.session.get(Customer, pk).custom  # deleted: the data goes
+
+
+# --- several workers --------------------------------------------------------------------------
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from app import create_app
+    from tests.conftest import TEST_CONFIG, token_for
+    app = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": sys.argv[1]})
+    client = app.test_client()
+    headers = token_for(client, "rep_a")
+    warm = client.post("/api/v1/customer/", json={"name": "预热" + sys.argv[3]}, headers=headers)
+    print("ready", warm.status_code, flush=True)
+    sys.stdin.readline()  # the parent defines a field meanwhile
+    response = client.post(
+        "/api/v1/customer/", json={"name": "另一进程" + sys.argv[3], "custom": {sys.argv[2]: "通过"}},
+        headers=headers,
+    )
+    body = response.get_json()
+    print(response.status_code, body["result"]["custom"] if response.status_code == 201 else body, flush=True)
+    """
+)
+
+
+def test_a_field_added_in_one_process_is_used_by_another(api_as, database_url: str) -> None:
+    name = f"cross_{os.getpid()}_{next(_names)}"
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "CRM_ADMIN_PASSWORD": PASSWORD}
+    child = subprocess.Popen(
+        [sys.executable, "-c", WORKER, database_url, name, unique_name("")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root, env=env,
+    )  # fmt: skip
+    try:
+        assert child.stdout.readline().split() == ["ready", "201"]
+        define(api_as, api_name=name, field_type="text")
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        result = child.stdout.readline().strip()
+        assert result == f"201 {{'{name}': '通过'}}", result + child.stderr.read()
+    finally:
+        child.kill()
+        child.wait()
