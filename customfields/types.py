@@ -64,12 +64,7 @@ class IntegerType(FieldType):
     options = frozenset({"min_value", "max_value"})
 
     def to_storage(self, value: Any, field: CustomField) -> int:
-        if isinstance(value, bool):
-            raise ValueError(_("应为整数"))
-        try:
-            number = Decimal(str(value).strip().replace(",", ""))
-        except InvalidOperation:
-            raise ValueError(_("应为整数")) from None
+        number = parse_number(value, _("应为整数"))
         if number != number.to_integral_value():
             raise ValueError(_("应为整数"))
         check_range(number, field)
@@ -82,14 +77,7 @@ class DecimalType(FieldType):
     places = 4
 
     def to_storage(self, value: Any, field: CustomField) -> str:
-        if isinstance(value, bool):
-            raise ValueError(_("应为数字"))
-        try:
-            number = Decimal(str(value).strip().replace(",", "").removeprefix("¥").removesuffix("%"))
-        except InvalidOperation:
-            raise ValueError(_("应为数字")) from None
-        if not number.is_finite():
-            raise ValueError(_("应为数字"))
+        number = parse_number(value, _("应为数字"))
         check_range(number, field)
         quantum = Decimal(1).scaleb(-self.places)
         return str(number.quantize(quantum).normalize() if self.places > 2 else number.quantize(quantum))
@@ -211,6 +199,19 @@ class PhoneType(CleanerType):
 
 class URLType(CleanerType):
     code, label = "url", lazy_gettext("网址")
+
+
+def parse_number(value: Any, message: str) -> Decimal:
+    """A finite Decimal from a number or text (1,234.5 / ¥1,234.5 / 12.5%), else ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(message)
+    try:
+        number = Decimal(str(value).strip().replace(",", "").removeprefix("¥").removesuffix("%"))
+    except InvalidOperation:
+        raise ValueError(message) from None
+    if not number.is_finite():
+        raise ValueError(message)
+    return number
 
 
 def check_range(value: Any, field: CustomField) -> None:
