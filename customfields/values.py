@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from customfields.definitions import CustomField, definitions
+from customfields.query import custom_sql, sql_value
 
 FIELD_PREFIX = "custom."
 
@@ -73,16 +74,6 @@ def _to_storage(field: CustomField, raw: Any, errors: dict[str, list[str]], key:
         return None
 
 
-def custom_value(model: type, field: CustomField) -> ColumnElement[Any]:
-    """Typed SQL for a custom value (JSON path, cast by type): filters, sorting, unique checks."""
-    element = model.custom[field.api_name]
-    if field.field_type == "integer":
-        return element.as_integer()
-    if field.field_type == "boolean":
-        return element.as_boolean()
-    return element.as_string()
-
-
 def check_unique(
     session: Session, model: type, entity: str, values: dict[str, Any], pk: Any, errors: dict[str, list[str]]
 ) -> None:
@@ -91,7 +82,7 @@ def check_unique(
         value = values.get(field.api_name)
         if not field.unique or value in (None, "", []) or FIELD_PREFIX + field.api_name in errors:
             continue
-        query = select(model.id).where(custom_value(model, field) == value)
+        query = select(model.id).where(custom_sql(model, field) == sql_value(field, value))
         if pk is not None:
             query = query.where(model.id != pk)
         other = session.scalar(query.limit(1))

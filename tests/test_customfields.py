@@ -284,3 +284,59 @@ def test_a_field_added_in_one_process_is_used_by_another(api_as, database_url: s
     finally:
         child.kill()
         child.wait()
+
+
+# --- filters and ordering in the REST list ----------------------------------------------------
+def rison_list(api_as: Any, username: str, query: str) -> Any:
+    client, headers = api_as(username)
+    return client.get(f"/api/v1/customer/?q={query}", headers=headers)
+
+
+def test_rest_list_filters_and_sorts_by_custom_fields(api_as) -> None:
+    volume = define(api_as, field_type="currency")["api_name"]
+    grade = define(api_as, field_type="select", choices=["甲", "乙", "丙"])["api_name"]
+    since = define(api_as, field_type="date")["api_name"]
+    tag = unique_name("筛选")
+    rows = [("1200.50", "甲", "2020-01-01"), ("80", "乙", "2024-05-01"), ("99999", "甲", "2026-01-01")]
+    for amount, level, date in rows:
+        client, headers = api_as("rep_a")
+        created = client.post(
+            "/api/v1/customer/",
+            json={"name": f"{tag}{amount}", "custom": {volume: amount, grade: level, since: date}},
+            headers=headers,
+        )
+        assert created.status_code == 201, created.json
+    client, headers = api_as("rep_a")
+    client.post("/api/v1/customer/", json={"name": f"{tag}空"}, headers=headers)  # no custom values
+    base = f"(filters:!((col:name,opr:sw,value:'{tag}')"
+    by_grade = rison_list(api_as, "rep_a", base + f",(col:custom.{grade},opr:eq,value:'甲')),page_size:50)")
+    assert by_grade.status_code == 200, by_grade.json
+    assert {r["name"] for r in by_grade.json["result"]} == {f"{tag}1200.50", f"{tag}99999"}
+    big = rison_list(api_as, "rep_a", base + f",(col:custom.{volume},opr:gt,value:'1000')),page_size:50)")
+    assert {r["name"] for r in big.json["result"]} == {f"{tag}1200.50", f"{tag}99999"}
+    assert big.json["count"] == 2
+    recent = rison_list(
+        api_as, "rep_a", base + f",(col:custom.{since},opr:ge,value:'2024-01-01')),page_size:50)"
+    )
+    assert {r["name"] for r in recent.json["result"]} == {f"{tag}80", f"{tag}99999"}
+    empty = rison_list(api_as, "rep_a", base + f",(col:custom.{grade},opr:empty,value:!t)),page_size:50)")
+    assert {r["name"] for r in empty.json["result"]} == {f"{tag}空"}
+    ordered = rison_list(
+        api_as, "rep_a", base + f"),order_column:custom.{volume},order_direction:desc,page_size:50)"
+    )
+    assert [r["name"] for r in ordered.json["result"]][:3] == [f"{tag}99999", f"{tag}1200.50", f"{tag}80"]
+
+
+@pytest.mark.parametrize(
+    ("filter_", "status"),
+    [
+        ("(col:custom.nope,opr:eq,value:'x')", 400),
+        ("(col:custom.{grade},opr:gt,value:'甲')", 400),  # no order on a select
+        ("(col:custom.{grade},opr:eq,value:'丁')", 400),  # not an option
+        ("(col:custom.{grade},opr:teleport,value:'甲')", 400),
+    ],
+)
+def test_bad_custom_filters_are_400(api_as, filter_: str, status: int) -> None:
+    grade = define(api_as, field_type="select", choices=["甲", "乙"])["api_name"]
+    response = rison_list(api_as, "rep_a", f"(filters:!({filter_.format(grade=grade)}))")
+    assert response.status_code == status, response.json

@@ -11,6 +11,7 @@ What they add to Flask-AppBuilder, once for all entities:
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from flask import current_app, request
@@ -31,6 +32,12 @@ from app.errors import DomainError
 from app.services import column_values, many_to_one_columns, service_for
 from customfields import CustomFieldsMixin
 from customfields.definitions import definitions
+from customfields.query import custom_sql, filter_condition
+from customfields.values import FIELD_PREFIX
+
+#: Conditions and ordering a REST list adds for this request (custom-field filters), set by
+#: CrmModelApi around FAB's list code and read by CrmInterface; a ContextVar is per request.
+LIST_EXTRAS: ContextVar[tuple[list[Any], list[Any]]] = ContextVar("keguan_list_extras", default=([], []))
 
 
 class CrmInterface(SQLAInterface):
@@ -50,6 +57,12 @@ class CrmInterface(SQLAInterface):
         select_columns: list[str] | None = None,
         outer_default_load: bool = False,
     ) -> Any:
+        conditions, ordering = LIST_EXTRAS.get()
+        if conditions:
+            query = query.filter(*conditions)
+        if ordering:  # before FAB's pagination; FAB then adds no order of its own
+            query = query.order_by(*ordering, *inspect(self.obj).primary_key)
+            order_column = ""
         query = super().apply_all(
             query, filters, order_column, order_direction, page, page_size, select_columns, outer_default_load
         )
@@ -60,6 +73,9 @@ class CrmInterface(SQLAInterface):
     def query_count(self, query: Any, filters: Any = None, select_columns: Any = None) -> int:
         """Count up to CRM_COUNT_CAP + 1 rows, reading only primary keys (an index can answer)."""
         cap = current_app.config["CRM_COUNT_CAP"]
+        conditions, _ordering = LIST_EXTRAS.get()
+        if conditions:
+            query = query.filter(*conditions)
         inner = self._apply_inner_all(query, filters, select_columns=select_columns, aliases_mapping={})
         keys = inspect(self.obj).primary_key
         return inner.with_entities(*keys).limit(cap + 1).count()
@@ -253,6 +269,10 @@ class CrmModelView(ModelView):
             self.edit_form = with_domain_validation(self.edit_form, self)
 
 
+def _unknown_field() -> str:
+    return str(lazy_gettext("未知的自定义字段"))
+
+
 def visible_custom(model: type, rows: list[dict[str, Any]]) -> None:
     """Drop, in place, the custom values of archived fields and of fields hidden from the user."""
     if not issubclass(model, CustomFieldsMixin) or not any("custom" in row for row in rows):
@@ -277,6 +297,51 @@ class CrmModelApi(ModelRestApi):
         if is_scoped(model):
             self.base_filters = [["id", DataScopeFilter, None], *(self.base_filters or [])]
         super().__init__()
+
+    def get_list_headless(self, **kwargs: Any) -> Any:
+        """FAB's list, plus filters and ordering on custom fields: `col` or `order_column`
+        `custom.<api_name>` in the usual rison syntax. Unknown fields or operators are a 400."""
+        model = self.datamodel.obj
+        args = dict(kwargs.get("rison") or {})
+        wanted = [f for f in args.get("filters", []) if str(f.get("col", "")).startswith(FIELD_PREFIX)]
+        order = str(args.get("order_column", ""))
+        if not wanted and not order.startswith(FIELD_PREFIX):
+            return super().get_list_headless(**kwargs)
+        if not issubclass(model, CustomFieldsMixin):
+            return self.response_400(message="this resource has no custom fields")
+        actor = current_actor()
+        roles = None if actor is None else {role.name for role in actor.roles}
+        entity = model.__tablename__.removeprefix("crm_")
+        fields = {
+            FIELD_PREFIX + f.api_name: f
+            for f in definitions(self.datamodel.session, entity)
+            if f.visible_to(roles)
+        }
+        conditions, ordering, errors = [], [], {}
+        for item in wanted:
+            field = fields.get(item["col"])
+            try:
+                if field is None:
+                    raise ValueError(_unknown_field())
+                conditions.append(filter_condition(model, field, str(item.get("opr", "")), item.get("value")))
+            except ValueError as exc:
+                errors.setdefault(item["col"], []).append(str(exc))
+        if order.startswith(FIELD_PREFIX):
+            if order not in fields:
+                errors.setdefault(order, []).append(_unknown_field())
+            else:
+                column = custom_sql(model, fields[order])
+                ordering.append(column.desc() if args.get("order_direction") == "desc" else column.asc())
+            args.pop("order_column", None)
+            args.pop("order_direction", None)
+        if errors:
+            return self.response_400(message=errors)
+        args["filters"] = [f for f in args.get("filters", []) if f not in wanted]
+        token = LIST_EXTRAS.set((conditions, ordering))
+        try:
+            return super().get_list_headless(**{**kwargs, "rison": args})
+        finally:
+            LIST_EXTRAS.reset(token)
 
     def pre_get(self, data: dict[str, Any]) -> None:
         """Custom values the user may not see never leave the server."""
