@@ -340,3 +340,62 @@ def test_bad_custom_filters_are_400(api_as, filter_: str, status: int) -> None:
     grade = define(api_as, field_type="select", choices=["甲", "乙"])["api_name"]
     response = rison_list(api_as, "rep_a", f"(filters:!({filter_.format(grade=grade)}))")
     assert response.status_code == status, response.json
+
+
+# --- on the screens ---------------------------------------------------------------------------
+def test_custom_fields_on_the_screens(api_as, login_as) -> None:
+    licence = define(
+        api_as, field_type="text", label_zh="危化品经营许可证号", section="资质", pattern=r"鲁.*"
+    )
+    volume = define(api_as, field_type="currency", label_zh="年采购量")
+    industries = define(
+        api_as, field_type="multi_select", label_zh="东营本地产业关联", choices=["石化", "农业"]
+    )
+    secret = define(api_as, field_type="text", label_zh="内部评级", visible_roles=["Admin"])
+    client = login_as("rep_a")
+    form = client.get("/customerview/add").get_data(as_text=True)
+    assert "危化品经营许可证号" in form and "年采购量" in form and "资质" in form
+    assert "内部评级" not in form  # hidden from the rep
+    base = {"kind": "company", "level": "normal", "status": "prospect", "name": unique_name("表单")}
+    bad = client.post("/customerview/add", data={**base, f"custom__{licence['api_name']}": "京A-1"})
+    assert bad.status_code == 200 and "格式不符合要求" in bad.get_data(as_text=True)
+    ok = client.post(
+        "/customerview/add",
+        data={
+            **base,
+            f"custom__{licence['api_name']}": "鲁危化经字[2026]001",
+            f"custom__{volume['api_name']}": "1,000,000",
+            f"custom__{industries['api_name']}": ["农业", "石化"],
+        },
+    )
+    assert ok.status_code == 302
+    customer = db.session.scalar(select(Customer).where(Customer.name == base["name"]))
+    assert customer.custom == {
+        licence["api_name"]: "鲁危化经字[2026]001",
+        volume["api_name"]: "1000000.00",
+        industries["api_name"]: ["石化", "农业"],
+    }
+    show = client.get(f"/customerview/show/{customer.id}").get_data(as_text=True)
+    assert "鲁危化经字[2026]001" in show and "¥1,000,000.00" in show and "石化、农业" in show
+    edit = client.get(f"/customerview/edit/{customer.id}").get_data(as_text=True)
+    assert "鲁危化经字[2026]001" in edit
+    assert secret["api_name"] not in edit
+
+
+def test_edit_form_updates_and_keeps_read_only_values(api_as, login_as) -> None:
+    note = define(api_as, field_type="text", label_zh="备注二")["api_name"]
+    locked = define(api_as, field_type="text", label_zh="锁定值", editable_roles=["Admin"])["api_name"]
+    admin, headers = api_as("admin")
+    rep_id = db.session.scalar(select(Customer.owner_id).where(Customer.owner_id.is_not(None)).limit(1))
+    pk = admin.post(
+        "/api/v1/customer/",
+        json={"name": unique_name(), "owner": rep_id, "custom": {note: "旧", locked: "管理员定"}},
+        headers=headers,
+    ).json["id"]
+    client = login_as("admin")
+    customer = db.session.get(Customer, pk)
+    data = {"kind": "company", "level": "normal", "status": "prospect", "name": customer.name,
+            "owner": str(customer.owner_id), f"custom__{note}": "新"}  # fmt: skip
+    assert client.post(f"/customerview/edit/{pk}", data=data).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Customer, pk).custom == {note: "新", locked: "管理员定"}

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, has_request_context, request
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.api import API_RESULT_RES_KEY
 from flask_appbuilder.fieldwidgets import Select2Widget
@@ -23,7 +23,7 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.widgets import ListWidget
 from flask_babel import format_currency, format_datetime, get_locale, lazy_gettext
 from marshmallow import ValidationError
-from sqlalchemy import DateTime, inspect
+from sqlalchemy import DateTime, case, inspect
 from sqlalchemy.orm import selectinload
 from wtforms import SelectField
 
@@ -34,6 +34,7 @@ from customfields import CustomFieldsMixin
 from customfields.definitions import definitions
 from customfields.query import custom_sql, filter_condition
 from customfields.values import FIELD_PREFIX
+from views.custom_forms import PREFIX, form_name, with_custom_fields
 
 #: Conditions and ordering a REST list adds for this request (custom-field filters), set by
 #: CrmModelApi around FAB's list code and read by CrmInterface; a ContextVar is per request.
@@ -144,13 +145,17 @@ def with_domain_validation(form_class: type, view: CrmModelView) -> type:
             pk = getattr(self, "_id", None)
             instance = view.datamodel.get(pk) if pk is not None else None
             values = form_values(self, model, instance)
+            if hasattr(self, "custom_values"):
+                values["custom"] = {**(values.get("custom") or {}), **self.custom_values()}
             try:
                 cleaned = service.clean(view.datamodel.session, values, pk=pk)
             except DomainError as exc:
                 column_to_rel = {col: rel for rel, col in many_to_one_columns(model).items()}
                 for field_name, messages in exc.errors.items():
-                    target = self._fields.get(field_name) or self._fields.get(
-                        column_to_rel.get(field_name, "")
+                    target = (
+                        self._fields.get(field_name)
+                        or self._fields.get(column_to_rel.get(field_name, ""))
+                        or self._fields.get(field_name.replace(FIELD_PREFIX, PREFIX, 1))
                     )
                     if target is None:
                         self.form_errors.extend(messages)
@@ -194,6 +199,21 @@ def choice_fields(model: type, label_columns: dict[str, Any]) -> dict[str, Selec
     return fields
 
 
+def display_custom(field: Any, value: Any) -> str:
+    """A custom value as the show page prints it."""
+    if value is None or value == []:
+        return ""
+    if isinstance(value, bool):
+        return str(lazy_gettext("是") if value else lazy_gettext("否"))
+    if isinstance(value, list):
+        return _joined(value)
+    if field.field_type == "currency":
+        return format_currency(value, "CNY")
+    if field.field_type == "percent":
+        return f"{value}%"
+    return str(value)
+
+
 def _blank(value: Any) -> Any:
     return "" if value is None else value
 
@@ -235,6 +255,8 @@ class CrmModelView(ModelView):
 
     page_size = 20
     list_widget = CappedCountListWidget
+    _base_add_form: Any = None
+    _base_edit_form: Any = None
 
     def __init__(self, **kwargs: Any) -> None:
         model = self.datamodel.obj
@@ -267,6 +289,97 @@ class CrmModelView(ModelView):
         if service_for(self.datamodel.obj) is not None:
             self.add_form = with_domain_validation(self.add_form, self)
             self.edit_form = with_domain_validation(self.edit_form, self)
+
+    # --- custom fields: forms and widgets per request, from the current definitions ----------
+    # FAB sets add_form/edit_form once in _init_forms; the getters add this request's fields.
+    @property
+    def add_form(self) -> Any:
+        return self._with_custom(self._base_add_form)
+
+    @add_form.setter
+    def add_form(self, form: Any) -> None:
+        self._base_add_form = form
+
+    @property
+    def edit_form(self) -> Any:
+        return self._with_custom(self._base_edit_form)
+
+    @edit_form.setter
+    def edit_form(self, form: Any) -> None:
+        self._base_edit_form = form
+
+    def custom_fields(self) -> list[tuple[Any, bool]]:
+        """(definition, editable) of the custom fields the current user may see."""
+        model = self.datamodel.obj
+        if not has_request_context() or not issubclass(model, CustomFieldsMixin):
+            return []
+        actor = current_actor()
+        roles = None if actor is None else {role.name for role in actor.roles}
+        entity = model.__tablename__.removeprefix("crm_")
+        return [
+            (field, field.editable_by(roles))
+            for field in definitions(self.datamodel.session, entity)
+            if field.visible_to(roles)
+        ]
+
+    def _with_custom(self, form: Any) -> Any:
+        fields = self.custom_fields() if form is not None else []
+        return with_custom_fields(form, fields) if fields else form
+
+    def _custom_fieldsets(self, fieldsets: Any, columns: list[str]) -> tuple[Any, list[str]]:
+        """Fieldsets and columns with the custom fields, grouped by their section."""
+        fields = self.custom_fields()
+        if not fields:
+            return fieldsets, columns
+        names = [form_name(field) for field, _editable in fields]
+        sections: dict[str, list[str]] = {}
+        for field, _editable in fields:
+            sections.setdefault(field.section or str(lazy_gettext("其他信息")), []).append(form_name(field))
+        if fieldsets:
+            return [*fieldsets, *[(title, {"fields": items}) for title, items in sections.items()]], columns
+        return None, [*columns, *names]
+
+    def _get_add_widget(self, form: Any, exclude_cols: Any = None, widgets: Any = None) -> Any:
+        fieldsets, columns = self._custom_fieldsets(self.add_fieldsets, self.add_columns)
+        widgets = widgets or {}
+        widgets["add"] = self.add_widget(
+            form=form, include_cols=columns, exclude_cols=exclude_cols or [], fieldsets=fieldsets
+        )
+        return widgets
+
+    def _get_edit_widget(self, form: Any, exclude_cols: Any = None, widgets: Any = None) -> Any:
+        fieldsets, columns = self._custom_fieldsets(self.edit_fieldsets, self.edit_columns)
+        widgets = widgets or {}
+        widgets["edit"] = self.edit_widget(
+            form=form, include_cols=columns, exclude_cols=exclude_cols or [], fieldsets=fieldsets
+        )
+        return widgets
+
+    def _get_show_widget(
+        self, pk: Any, item: Any, widgets: Any = None, actions: Any = None, show_fieldsets: Any = None
+    ) -> Any:
+        fields = self.custom_fields()
+        if not fields:
+            return super()._get_show_widget(pk, item, widgets, actions, show_fieldsets)
+        language = str(get_locale() or "zh")[:2]
+        stored = item.custom or {}
+        names = [form_name(field) for field, _editable in fields]
+        fieldsets, columns = self._custom_fieldsets(show_fieldsets or self.show_fieldsets, self.show_columns)
+        widgets = widgets or {}
+        widgets["show"] = self.show_widget(
+            pk=pk,
+            label_columns={**self.label_columns, **{form_name(f): f.label(language) for f, _e in fields}},
+            include_columns=[*self.show_columns, *names],
+            value_columns=[
+                *self.datamodel.get_values_item(item, self.show_columns),
+                *[display_custom(field, stored.get(field.api_name)) for field, _e in fields],
+            ],
+            formatters_columns=self.formatters_columns,
+            actions=actions or self.actions,
+            fieldsets=fieldsets,
+            modelview_name=self.__class__.__name__,
+        )
+        return widgets
 
 
 def _unknown_field() -> str:
@@ -331,6 +444,8 @@ class CrmModelApi(ModelRestApi):
                 errors.setdefault(order, []).append(_unknown_field())
             else:
                 column = custom_sql(model, fields[order])
+                # records without a value last, in either direction and on every database
+                ordering.append(case((column.is_(None), 1), else_=0))
                 ordering.append(column.desc() if args.get("order_direction") == "desc" else column.asc())
             args.pop("order_column", None)
             args.pop("order_direction", None)
