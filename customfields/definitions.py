@@ -16,7 +16,7 @@ from typing import Any
 from flask_appbuilder import Model
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, UniqueConstraint, select, update
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, UniqueConstraint, false, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from customfields.types import FIELD_TYPES
@@ -58,6 +58,8 @@ class CustomField(Model):
     #: role names that may see / edit the field; empty means every role
     visible_roles: Mapped[list | None] = mapped_column(JSON)
     editable_roles: Mapped[list | None] = mapped_column(JSON)
+    #: shown as a column on the entity's list screen
+    show_in_list: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     archived: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_utcnow, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(

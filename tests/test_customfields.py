@@ -399,3 +399,11 @@ def test_edit_form_updates_and_keeps_read_only_values(api_as, login_as) -> None:
     assert client.post(f"/customerview/edit/{pk}", data=data).status_code == 302
     db.session.expire_all()
     assert db.session.get(Customer, pk).custom == {note: "新", locked: "管理员定"}
+
+
+def test_chosen_custom_fields_show_as_list_columns(api_as, login_as) -> None:
+    shown = define(api_as, field_type="integer", label_zh="年采购量(吨)", show_in_list=True)["api_name"]
+    define(api_as, field_type="text", label_zh="不在列表")
+    create_customer(api_as, **{shown: 3500})
+    page = login_as("rep_a").get("/customerview/list/?psize_CustomerView=100").get_data(as_text=True)
+    assert "年采购量(吨)" in page and "3500" in page and "不在列表" not in page

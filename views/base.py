@@ -339,6 +339,55 @@ class CrmModelView(ModelView):
             return [*fieldsets, *[(title, {"fields": items}) for title, items in sections.items()]], columns
         return None, [*columns, *names]
 
+    def _get_list_widget(
+        self,
+        filters: Any,
+        actions: Any = None,
+        order_column: str = "",
+        order_direction: str = "",
+        page: Any = None,
+        page_size: Any = None,
+        widgets: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """FAB's list, with the custom fields an admin chose to show as columns."""
+        in_list = [field for field, _editable in self.custom_fields() if field.show_in_list]
+        if not in_list:
+            return super()._get_list_widget(
+                filters, actions, order_column, order_direction, page, page_size, widgets, **kwargs
+            )
+        widgets = widgets or {}
+        if not order_column and self.base_order:
+            order_column, order_direction = self.base_order
+        count, items = self.datamodel.query(
+            filters.get_joined_filters(self._base_filters),
+            order_column,
+            order_direction,
+            page=page,
+            page_size=page_size or self.page_size,
+        )
+        values = list(self.datamodel.get_values(items, self.list_columns))
+        for row, item in zip(values, items, strict=True):
+            for field in in_list:
+                row[form_name(field)] = display_custom(field, (item.custom or {}).get(field.api_name))
+        language = str(get_locale() or "zh")[:2]
+        widgets["list"] = self.list_widget(
+            label_columns={**self.label_columns, **{form_name(f): f.label(language) for f in in_list}},
+            include_columns=[*self.list_columns, *[form_name(f) for f in in_list]],
+            value_columns=values,
+            order_columns=self.order_columns,
+            formatters_columns=self.formatters_columns,
+            page=page,
+            page_size=page_size or self.page_size,
+            count=count,
+            pks=[self._serialize_pk_if_composite(pk) for pk in self.datamodel.get_keys(items)],
+            actions=actions or self.actions,
+            filters=filters,
+            modelview_name=self.__class__.__name__,
+            **kwargs,
+        )
+        return widgets
+
     def _get_add_widget(self, form: Any, exclude_cols: Any = None, widgets: Any = None) -> Any:
         fieldsets, columns = self._custom_fieldsets(self.add_fieldsets, self.add_columns)
         widgets = widgets or {}

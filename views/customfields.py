@@ -28,13 +28,14 @@ LABELS = {
     "indexed": _("建索引"),
     "visible_roles": _("可见角色 (留空为全部)"),
     "editable_roles": _("可编辑角色 (留空为全部)"),
+    "show_in_list": _("在列表中显示"),
     "archived": _("已归档"),
     "updated_at": _("更新时间"),
 }
 COLUMNS = [
     "entity", "api_name", "label_zh", "label_en", "field_type", "required", "default", "help_text",
     "section", "position", "choices", "min_value", "max_value", "max_length", "pattern", "unique",
-    "indexed", "visible_roles", "editable_roles", "archived",
+    "indexed", "visible_roles", "editable_roles", "show_in_list", "archived",
 ]  # fmt: skip
 
 
@@ -58,7 +59,9 @@ class CustomFieldView(CrmModelView):
     datamodel = CrmInterface(CustomField)
     list_title = _("自定义字段")
     label_columns = LABELS
-    list_columns = ["entity", "position", "label_zh", "api_name", "field_type", "required", "archived"]
+    list_columns = [
+        "entity", "position", "label_zh", "api_name", "field_type", "required", "show_in_list", "archived",
+    ]  # fmt: skip
     show_columns = [*COLUMNS, "updated_at"]
     add_columns = edit_columns = COLUMNS
     search_columns = ["entity", "api_name", "label_zh", "field_type", "archived"]
