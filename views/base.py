@@ -10,7 +10,6 @@ What they add to Flask-AppBuilder, once for all entities:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -21,9 +20,9 @@ from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.widgets import ListWidget
-from flask_babel import format_currency, format_datetime, get_locale, lazy_gettext
+from flask_babel import get_locale, lazy_gettext
 from marshmallow import ValidationError
-from sqlalchemy import DateTime, case, inspect
+from sqlalchemy import case, inspect
 from sqlalchemy.orm import selectinload
 from wtforms import SelectField
 
@@ -35,6 +34,7 @@ from customfields.definitions import definitions
 from customfields.query import custom_sql, filter_condition
 from customfields.values import FIELD_PREFIX
 from views.custom_forms import PREFIX, form_name, with_custom_fields
+from views.formatters import display_custom, display_formatter
 
 #: Conditions and ordering a REST list adds for this request (custom-field filters), set by
 #: CrmModelApi around FAB's list code and read by CrmInterface; a ContextVar is per request.
@@ -197,51 +197,6 @@ def choice_fields(model: type, label_columns: dict[str, Any]) -> dict[str, Selec
             validate_choice=False,  # the service validates, with its own message
         )
     return fields
-
-
-def display_custom(field: Any, value: Any) -> str:
-    """A custom value as the show page prints it."""
-    if value is None or value == []:
-        return ""
-    if isinstance(value, bool):
-        return str(lazy_gettext("是") if value else lazy_gettext("否"))
-    if isinstance(value, list):
-        return _joined(value)
-    if field.field_type == "currency":
-        return format_currency(value, "CNY")
-    if field.field_type == "percent":
-        return f"{value}%"
-    return str(value)
-
-
-def _blank(value: Any) -> Any:
-    return "" if value is None else value
-
-
-def _joined(values: Any) -> str:
-    separator = "、" if get_locale() and get_locale().language == "zh" else ", "
-    return separator.join(str(v) for v in values or ())
-
-
-def _local_datetime(value: Any) -> str:
-    return format_datetime(value, "short") if value is not None else ""  # UTC -> BABEL_DEFAULT_TIMEZONE
-
-
-def _cny(value: Any) -> str:
-    return format_currency(value, "CNY") if value is not None else ""
-
-
-def display_formatter(model: type, name: str) -> Callable[[Any], Any]:
-    """How a column shows in lists and detail pages: local date-times, CNY, blank for None."""
-    mapper = inspect(model)
-    column = mapper.columns.get(name)
-    if column is not None and isinstance(column.type, DateTime):
-        return _local_datetime
-    if name in getattr(model, "__money__", ()):
-        return _cny
-    if name in mapper.relationships and mapper.relationships[name].uselist:
-        return _joined
-    return _blank
 
 
 class CappedCountListWidget(ListWidget):
