@@ -29,7 +29,9 @@ def test_screen_crud(login_as) -> None:
             "street": "胜利大街100号",
         },
     )
-    assert created.status_code == 302, re.findall(r"alert-danger[^>]*>\s*([^<]+)", created.get_data(as_text=True))
+    assert created.status_code == 302, re.findall(
+        r"alert-danger[^>]*>\s*([^<]+)", created.get_data(as_text=True)
+    )
     customer = db.session.scalar(select(Customer).where(Customer.mobile == mobile))
     assert customer.address == "山东省东营市垦利区胜利大街100号"
     show = client.get(f"/customerview/show/{customer.id}").get_data(as_text=True)
