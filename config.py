@@ -82,6 +82,8 @@ def engine_options(uri: str) -> dict:
 SQLALCHEMY_ENGINE_OPTIONS = engine_options(SQLALCHEMY_DATABASE_URI)
 # How far list pages count before they show "N+" (an exact COUNT(*) over a million rows is too slow)
 CRM_COUNT_CAP = int(os.environ.get("CRM_COUNT_CAP", "10000"))
+# The most rows one CSV export writes
+CRM_EXPORT_MAX = int(os.environ.get("CRM_EXPORT_MAX", "100000"))
 
 # --- Security ------------------------------------------------------------------------------
 AUTH_TYPE = AUTH_DB

@@ -30,6 +30,7 @@ SELF_SERVICE = [
     (r"SearchApi", r"can_get"),
 ]
 CUSTOMER_DATA = r"(Customer|Contact)(View|Api)"
+EXPORT = (r"(Customer|Contact)View", r"can_export")  # CSV of whole lists: not for every rep
 REFERENCE_DATA = r"(Industry|Tag|CustomerGroup|Region)(View|Api)"
 
 #: Built-in roles: (view name regex, permission regex) pairs, applied by `flask crm init`.
@@ -37,6 +38,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Sales Rep": [(CUSTOMER_DATA, WRITE), (REFERENCE_DATA, READ), *SELF_SERVICE],
     "Sales Manager": [
         (CUSTOMER_DATA, WRITE),
+        EXPORT,
         (r"(Tag|CustomerGroup)(View|Api)", WRITE),
         (REFERENCE_DATA, READ),
         (r"Department(View|Api)", READ),
@@ -44,6 +46,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     ],
     "Marketing": [
         (CUSTOMER_DATA, READ),
+        EXPORT,
         (r"(Tag|CustomerGroup)(View|Api)", WRITE),
         (REFERENCE_DATA, READ),
         *SELF_SERVICE,
@@ -54,7 +57,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (REFERENCE_DATA, READ),
         *SELF_SERVICE,
     ],
-    "Finance": [(CUSTOMER_DATA, READ), (REFERENCE_DATA, READ), *SELF_SERVICE],
+    "Finance": [(CUSTOMER_DATA, READ), EXPORT, (REFERENCE_DATA, READ), *SELF_SERVICE],
     "Read Only": [
         (CUSTOMER_DATA, READ),
         (REFERENCE_DATA, READ),

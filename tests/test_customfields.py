@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from app.extensions import db
-from customfields.definitions import CustomField, current_version
+from customfields.definitions import CustomField, bump_version, current_version
 from models.customers import Customer
 from tests.conftest import PASSWORD, unique_mobile, unique_name
 
@@ -36,6 +36,7 @@ def no_leftover_fields() -> Any:
     yield
     db.session.rollback()
     db.session.execute(delete(CustomField))
+    bump_version(db.session)  # so every cache, in this process too, forgets them
     db.session.commit()
 
 
