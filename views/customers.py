@@ -122,20 +122,7 @@ class ContactView(CrmModelView):
     edit_title = _("编辑联系人")
     label_columns = CONTACT_LABELS
     list_columns = ["name", "customer", "title", "mobile", "phone", "email", "is_primary"]
-    show_columns = [
-        "name",
-        "customer",
-        "title",
-        "mobile",
-        "phone",
-        "email",
-        "wechat",
-        "gender",
-        "birthday",
-        "is_primary",
-        "notes",
-        "created_at",
-    ]
+    show_columns = [*CONTACT_FIELDS, "created_at"]
     add_columns = CONTACT_FIELDS
     edit_columns = add_columns
     search_columns = ["name", "mobile", "phone", "email", "title"]
