@@ -285,3 +285,19 @@ def test_language_switch(server: Server, customer_id: int) -> None:
         assert "Record Count" not in body
         problems = monitor.report()
     assert not problems, problems
+
+
+def test_region_selects_cascade(server: Server, customer_id: int) -> None:
+    """Choosing 山东省 narrows the cities; choosing 东营市 loads its districts from the API."""
+    with admin_page(server) as (page, monitor):
+        visit(page, monitor, f"{server.url}/customerview/add")
+        assert page.locator("#district option").count() <= 1  # no city yet: no districts
+        page.select_option("#province", "370000")
+        cities = page.eval_on_selector_all("#city option", "els => els.map(o => o.value).filter(Boolean)")
+        assert "370500" in cities and all(code.startswith("37") for code in cities)
+        page.select_option("#city", "370500")
+        page.wait_for_function("document.querySelectorAll('#district option').length > 1")
+        districts = page.eval_on_selector_all("#district option", "els => els.map(o => o.textContent)")
+        assert {"东营区", "河口区", "垦利区", "利津县", "广饶县"} <= set(districts)
+        problems = monitor.report()
+    assert not problems, problems

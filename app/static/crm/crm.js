@@ -21,9 +21,28 @@
     parent.on("change", refresh);
     refresh();
   }
+  // City -> district: the districts of the chosen city come from the region API.
+  function loadDistricts() {
+    var city = $("#city"), district = $("#district");
+    if (!city.length || !district.length) { return; }
+    city.on("change", function () {
+      var code = city.val();
+      var current = district.val();
+      district.empty().append($("<option>", { value: "", text: "" }));
+      if (!code) { district.trigger("change.select2"); return; }
+      var q = "(filters:!((col:parent_code,opr:eq,value:" + code + ")),order_column:code,order_direction:asc,page_size:100)";
+      $.getJSON("/api/v1/region/", { q: q }, function (data) {
+        $.each(data.result || [], function (_, region) {
+          district.append($("<option>", { value: region.code, text: region.name }));
+        });
+        if (current) { district.val(current); }
+        district.trigger("change.select2");
+      });
+    });
+  }
   $(function () {
     cascade("province", "city", 2);
-    cascade("city", "district", 4);
+    loadDistricts();
   });
 })(jQuery);
 
