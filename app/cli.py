@@ -14,7 +14,7 @@ from app.extensions import db
 from app.regions import load_regions
 from app.security import generate_password
 from models.customers import Industry
-from models.security import CrmUser
+from models.security import CrmUser, Department
 
 crm = AppGroup("crm", help="KeGuan commands.")
 
@@ -78,7 +78,21 @@ def ensure_admin(username: str = "admin") -> str | None:
     )
     if not user:
         raise click.ClickException("could not create the admin user")
+    # every user belongs to a department: the admin to the top of the tree
+    admin = db.session.get(CrmUser, user.id)
+    admin.department_id = company_department().id
+    db.session.commit()
     return generated
+
+
+def company_department() -> Department:
+    """The root of the department tree, created (named CRM_COMPANY_NAME) when there is none."""
+    root = db.session.scalar(select(Department).where(Department.parent_id.is_(None)).order_by(Department.id))
+    if root is None:
+        root = Department(name=os.environ.get("CRM_COMPANY_NAME", "我的公司"))
+        db.session.add(root)
+        db.session.flush()
+    return root
 
 
 @crm.command("init")

@@ -168,8 +168,12 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
     departments: dict[str, Department] = {}
     users: dict[str, CrmUser] = {}
     for name, parent, members in DEMO_ORG:
-        dept = Department(name=name, parent=departments.get(parent) if parent else None)
-        session.add(dept)
+        root = None if parent else session.scalar(select(Department).where(Department.parent_id.is_(None)))
+        if root is not None:  # the company created with the admin becomes the demo company
+            root.name, dept = name, root
+        else:
+            dept = Department(name=name, parent=departments.get(parent) if parent else None)
+            session.add(dept)
         session.flush()
         departments[name] = dept
         leader = None

@@ -13,6 +13,7 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from wtforms.validators import DataRequired
 
 from app import validators
 from app.access import DEFAULT_ROLE_SCOPES, department_tree_ids, request_cache
@@ -95,6 +96,8 @@ class CrmUserDBModelView(UserDBModelView):
     ]
     add_columns = [*edit_columns, "password", "conf_password"]
     search_columns = ["first_name", "last_name", "username", "email", "department", "roles"]
+    # every user belongs to a department (FAB's own rule on roles/groups kept)
+    validators_columns = {**UserDBModelView.validators_columns, "department": [DataRequired()]}
     label_columns = {
         **UserDBModelView.label_columns,
         "department": _("部门"),

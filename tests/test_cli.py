@@ -61,3 +61,44 @@ def test_demo_scale_bulk_generates_valid_rows(app) -> None:
 
     for customer in db.session.scalars(select(Customer).order_by(Customer.id.desc()).limit(20)):
         customer_service.clean(db.session, column_values(customer), pk=customer.id)  # raises if invalid
+
+
+def test_every_user_belongs_to_a_department(app, login_as) -> None:
+    admin = db.session.scalar(select(CrmUser).where(CrmUser.username == "admin"))
+    assert admin.department is not None and admin.department.parent_id is None  # the company itself
+    client = login_as("admin")
+    form = {"first_name": "新", "last_name": "员工", "username": "no_department", "email": "nd@example.cn",
+            "active": "y", "roles": str(app.appbuilder.sm.find_role("Sales Rep").id),
+            "password": "Xy-12345678", "conf_password": "Xy-12345678"}  # fmt: skip
+    response = client.post("/users/add", data=form)
+    assert response.status_code == 200  # the form again, with the error
+    assert db.session.scalar(select(CrmUser).where(CrmUser.username == "no_department")) is None
+
+
+def test_first_run_on_an_empty_database_loads_the_demo_company(tmp_path, monkeypatch) -> None:
+    """`flask crm first-run` on a new SQLite file: one company tree, a user in every role."""
+    from app import create_app
+    from models.security import Department
+    from tests.conftest import TEST_CONFIG
+
+    monkeypatch.setenv("CRM_ADMIN_PASSWORD", "Demo-Admin-2026!")
+    monkeypatch.setenv("CRM_DEMO_PASSWORD", "Demo-Users-2026!")
+    demo_app = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/demo.db"})
+    with demo_app.app_context():
+        from flask_migrate import upgrade
+
+        upgrade()
+        result = demo_app.test_cli_runner().invoke(args=["crm", "first-run"])
+        assert result.exit_code == 0, result.output
+        assert "demo: 13 users, 60 customers" in result.output
+        roots = db.session.scalars(select(Department).where(Department.parent_id.is_(None))).all()
+        assert [r.name for r in roots] == ["东营鲁科化工有限公司"]
+        users = db.session.scalars(select(CrmUser)).all()
+        assert all(u.department_id for u in users)
+        roles = {role.name for u in users for role in u.roles}
+        assert set(ROLE_PERMISSIONS) | {"Admin"} <= roles
+        dongying = db.session.scalar(
+            select(func.count()).select_from(Customer).where(Customer.city_code == 370500)
+        )
+        assert dongying > 20  # a Dongying company's customers are mostly local
+        db.session.remove()
