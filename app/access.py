@@ -117,6 +117,11 @@ def current_actor() -> CrmUser | None:
     return user if user is not None and getattr(user, "is_authenticated", False) else None
 
 
+def role_names(user: CrmUser | None) -> set[str] | None:
+    """The user's role names for field permissions; None means the system itself (no filter)."""
+    return None if user is None else {role.name for role in user.roles}
+
+
 def entity_name(model: type) -> str:
     return getattr(model, "__tablename__", model.__name__).removeprefix("crm_")
 

@@ -9,12 +9,14 @@ from sqlalchemy import inspect, select, update
 from sqlalchemy.orm import Session
 
 from app import validators
+from app.access import entity_name, role_names
 from app.errors import ErrorCollector
 from app.services import RecordService, text_up_to
-from customfields.definitions import ENTITIES, CustomField, bump_version, validate_definition
+from customfields.definitions import ENTITIES, CustomField, bump_version, definitions, validate_definition
 from customfields.types import FIELD_TYPES, configure_cleaners
 from models.base import Choices
 from models.customers import Contact, Customer
+from models.security import CrmUser
 
 # custom phone and URL fields follow the same rules as the standard columns
 configure_cleaners(phone=validators.clean_phone, url=validators.clean_url)
@@ -23,6 +25,13 @@ configure_cleaners(phone=validators.clean_phone, url=validators.clean_url)
 ENTITY_MODELS: dict[str, type] = {"customer": Customer, "contact": Contact}
 FIELD_TYPE_CHOICES = Choices(*[(code, handler.label) for code, handler in FIELD_TYPES.items()])
 ENTITY_CHOICES = Choices(*ENTITIES.items())
+
+
+def visible_fields(session: Session, model: type, actor: CrmUser | None) -> list[CustomField]:
+    """The live custom fields of a model that the actor's roles may see (the one visibility rule
+    for forms, pages, lists, filters, the API and exports)."""
+    roles = role_names(actor)
+    return [f for f in definitions(session, entity_name(model)) if f.visible_to(roles)]
 
 
 def split_list(value: Any) -> list[str] | None:

@@ -17,6 +17,7 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import RelationshipDirection, Session
 
+from app.access import entity_name, role_names
 from app.errors import ErrorCollector, ValidationFailed
 from app.validators import clean_text
 from customfields import CustomFieldsMixin
@@ -112,7 +113,7 @@ class RecordService:
 
     def clean_custom(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
         """Custom values through the custom-field engine: only what changed is checked."""
-        entity = self.model.__tablename__.removeprefix("crm_")
+        entity = entity_name(self.model)
         stored = (
             session.scalar(select(self.model.custom).where(self.model.id == pk)) if pk is not None else None
         )
@@ -121,8 +122,7 @@ class RecordService:
         changes = (
             given if not isinstance(given, dict) else {k: v for k, v in given.items() if stored.get(k) != v}
         )
-        actor = session.info.get(ACTOR_KEY)
-        roles = None if actor is None else {role.name for role in actor.roles}
+        roles = role_names(session.info.get(ACTOR_KEY))
         merged, problems = clean_custom(session, entity, changes, stored, pk is None, roles)
         check_unique(session, self.model, entity, merged, pk, problems)
         for field, messages in problems.items():

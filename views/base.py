@@ -29,11 +29,11 @@ from sqlalchemy import case, inspect
 from sqlalchemy.orm import selectinload
 from wtforms import SelectField
 
-from app.access import DataScopeFilter, assignable_user_ids, current_actor, is_scoped
+from app.access import DataScopeFilter, assignable_user_ids, current_actor, is_scoped, role_names
+from app.customfields import visible_fields
 from app.errors import DomainError
 from app.services import column_values, many_to_one_columns, service_for
 from customfields import CustomFieldsMixin
-from customfields.definitions import definitions
 from customfields.query import custom_sql, filter_condition
 from customfields.values import FIELD_PREFIX
 from views.custom_forms import PREFIX, form_name, with_custom_fields
@@ -283,13 +283,8 @@ class CrmModelView(ModelView):
         if not has_request_context() or not issubclass(model, CustomFieldsMixin):
             return []
         actor = current_actor()
-        roles = None if actor is None else {role.name for role in actor.roles}
-        entity = model.__tablename__.removeprefix("crm_")
-        return [
-            (field, field.editable_by(roles))
-            for field in definitions(self.datamodel.session, entity)
-            if field.visible_to(roles)
-        ]
+        roles = role_names(actor)
+        return [(f, f.editable_by(roles)) for f in visible_fields(self.datamodel.session, model, actor)]
 
     def _with_custom(self, form: Any) -> Any:
         fields = self.custom_fields() if form is not None else []
@@ -448,10 +443,7 @@ def visible_custom(model: type, rows: list[dict[str, Any]]) -> None:
     """Drop, in place, the custom values of archived fields and of fields hidden from the user."""
     if not issubclass(model, CustomFieldsMixin) or not any("custom" in row for row in rows):
         return
-    actor = current_actor()
-    roles = None if actor is None else {role.name for role in actor.roles}
-    entity = model.__tablename__.removeprefix("crm_")
-    shown = {f.api_name for f in definitions(current_app.appbuilder.session, entity) if f.visible_to(roles)}
+    shown = {f.api_name for f in visible_fields(current_app.appbuilder.session, model, current_actor())}
     for row in rows:
         if isinstance(row.get("custom"), dict):
             row["custom"] = {k: v for k, v in row["custom"].items() if k in shown}
@@ -480,13 +472,9 @@ class CrmModelApi(ModelRestApi):
             return super().get_list_headless(**kwargs)
         if not issubclass(model, CustomFieldsMixin):
             return self.response_400(message="this resource has no custom fields")
-        actor = current_actor()
-        roles = None if actor is None else {role.name for role in actor.roles}
-        entity = model.__tablename__.removeprefix("crm_")
         fields = {
             FIELD_PREFIX + f.api_name: f
-            for f in definitions(self.datamodel.session, entity)
-            if f.visible_to(roles)
+            for f in visible_fields(self.datamodel.session, model, current_actor())
         }
         conditions, ordering, errors = [], [], {}
         for item in wanted:

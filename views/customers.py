@@ -108,6 +108,7 @@ CUSTOMER_FILTERS = [
     "locality",
 ]
 
+
 def selected_city() -> int | None:
     """The city whose districts the form offers: the one posted, or the edited record's.
 
