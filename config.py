@@ -7,6 +7,7 @@ Secrets are never defaulted to a fixed value: SECRET_KEY is generated once into 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -68,9 +69,15 @@ SQLALCHEMY_DATABASE_URI = database_url()
 SQLALCHEMY_TRACK_MODIFICATIONS = False
 
 
+def _json_dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 def engine_options(uri: str) -> dict:
     """SQLAlchemy engine options for a database URL (create_app applies them)."""
-    options: dict = {"pool_pre_ping": True}
+    # JSON as written (不转义): custom values stay readable in the database, and text filters on
+    # them (a multi-select's "contains") match the characters users type
+    options: dict = {"pool_pre_ping": True, "json_serializer": _json_dumps}
     if uri.startswith("postgresql+psycopg"):
         # No server-side prepared statements: after five runs psycopg would prepare a search
         # and PostgreSQL would switch to a generic plan, which cannot use the trigram index for
@@ -84,6 +91,10 @@ SQLALCHEMY_ENGINE_OPTIONS = engine_options(SQLALCHEMY_DATABASE_URI)
 CRM_COUNT_CAP = int(os.environ.get("CRM_COUNT_CAP", "10000"))
 # The most rows one CSV export writes
 CRM_EXPORT_MAX = int(os.environ.get("CRM_EXPORT_MAX", "100000"))
+#: attachments of file fields live here, outside the database (back it up with the database)
+CRM_UPLOAD_DIR = os.environ.get("CRM_UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
+#: the largest request body accepted (a file field allows at most 100 MB per file)
+MAX_CONTENT_LENGTH = int(os.environ.get("CRM_MAX_REQUEST_MB", "110")) * 1024 * 1024
 
 # --- Security ------------------------------------------------------------------------------
 AUTH_TYPE = AUTH_DB

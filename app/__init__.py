@@ -31,6 +31,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             )
 
     db.init_app(app)
+    customfields.configure_files(app.config["CRM_UPLOAD_DIR"])
     migrate.init_app(app, db, directory=str(config.BASE_DIR / "migrations"))
     csrf.init_app(app)
 

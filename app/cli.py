@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from app import demo
+from app.customfields import ENTITY_MODELS, recompute_formulas
 from app.extensions import db
 from app.regions import load_regions
 from app.security import generate_password
@@ -144,3 +145,14 @@ def first_run_command(ctx: click.Context) -> None:
     ctx.invoke(init_command)
     if demo.is_empty(db.session):
         ctx.invoke(demo_command, scale=None, contacts_per_customer=2, seed=20261123)
+
+
+@crm.command("recompute-formulas")
+@click.option("--all", "everything", is_flag=True, help="every formula, not only those using TODAY()/NOW()")
+def recompute_formulas_command(everything: bool) -> None:
+    """Recompute stored formula values: daily for formulas that use TODAY() (the worker runs it),
+    or all of them after a bulk change made outside KeGuan."""
+    for entity, model in ENTITY_MODELS.items():
+        changed = recompute_formulas(db.session, model, only_time_dependent=not everything)
+        db.session.commit()
+        click.echo(f"{entity}: {changed} records updated")

@@ -29,6 +29,7 @@ SELF_SERVICE = [
     (r"ResetMyPasswordView", r"can_this_form_(get|post)"),
     (r"SearchView", r"can_results"),
     (r"SearchApi", r"can_get"),
+    (r"CustomFileApi", r"can_(get|post)"),  # the API itself checks record scope and field rights
 ]
 CUSTOMER_DATA = r"(Customer|Contact)(View|Api)"
 EXPORT = (r"(Customer|Contact)View", r"can_export")  # CSV of whole lists: not for every rep

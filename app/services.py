@@ -21,7 +21,13 @@ from app.access import entity_name, role_names
 from app.errors import ErrorCollector, ValidationFailed
 from app.validators import clean_text
 from customfields import CustomFieldsMixin
-from customfields.values import check_unique, clean_custom
+from customfields.values import (
+    check_references,
+    check_unique,
+    clean_custom,
+    compiled_formulas,
+    compute_formulas,
+)
 from models.base import Choices, utcnow
 from models.security import CrmUser
 
@@ -125,6 +131,11 @@ class RecordService:
         roles = role_names(session.info.get(ACTOR_KEY))
         merged, problems = clean_custom(session, entity, changes, stored, pk is None, roles)
         check_unique(session, self.model, entity, merged, pk, problems)
+        changed = set(changes) if isinstance(changes, dict) else set()
+        check_references(session, entity, merged, changed, problems)
+        formulas = compiled_formulas(session, self.model)
+        if formulas and not problems:
+            compute_formulas(formulas, {k: v for k, v in values.items() if k != "custom"}, merged)
         for field, messages in problems.items():
             for message in messages:
                 errors.add(field, message)
@@ -159,10 +170,15 @@ class RecordService:
             with session.no_autoflush:
                 self.before_save(session, item, actor, is_new)
                 self.authorize(session, item, actor)
+            session.flush()
+            self.after_save(session, item)
         return item
 
     def before_save(self, session: Session, item: Any, actor: CrmUser | None, is_new: bool) -> None:
         """Defaults that depend on the actor (the owner, say); override per entity."""
+
+    def after_save(self, session: Session, item: Any) -> None:
+        """Work on the saved, cleaned record before the commit (it has its id); override per entity."""
 
     def before_delete(self, session: Session, item: Any) -> None:
         """Work that must happen in the deleting transaction; override per entity."""

@@ -15,16 +15,19 @@ from typing import Any
 
 from flask_appbuilder import Model
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, UniqueConstraint, false, select, update
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint, false, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from customfields.formula import FormulaError, compile_formula
+from customfields.mixin import CUSTOMISABLE
 from customfields.types import FIELD_TYPES
 
 API_NAME = re.compile(r"[a-z][a-z0-9_]{0,49}")
-
-#: Entities that carry custom fields (the table name without crm_), with their labels
-ENTITIES = {"customer": lazy_gettext("客户"), "contact": lazy_gettext("联系人")}
+#: what a reference field may point at: every customisable entity, and users
+USER_TARGET = "user"
+#: attachments accepted when a file field names no types of its own
+DEFAULT_FILE_TYPES = ["pdf", "jpg", "jpeg", "png", "gif", "doc", "docx", "xls", "xlsx", "txt", "zip"]
+DEFAULT_MAX_FILE_MB = 10
 
 
 def _utcnow() -> dt.datetime:
@@ -53,6 +56,14 @@ class CustomField(Model):
     max_value: Mapped[str | None] = mapped_column(String(40))
     max_length: Mapped[int | None] = mapped_column(Integer)
     pattern: Mapped[str | None] = mapped_column(String(255))
+    #: reference: the entity the value points at (customer, contact, user...)
+    target_entity: Mapped[str | None] = mapped_column(String(50))
+    #: file: allowed extensions (empty: DEFAULT_FILE_TYPES) and the size limit per file in MB
+    file_types: Mapped[list | None] = mapped_column(JSON)
+    max_file_mb: Mapped[int | None] = mapped_column(Integer)
+    #: formula: the expression, and the type of its result (set when the definition is saved)
+    formula: Mapped[str | None] = mapped_column(Text)
+    result_type: Mapped[str | None] = mapped_column(String(20))
     unique: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     indexed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     #: role names that may see / edit the field; empty means every role
@@ -79,6 +90,14 @@ class CustomField(Model):
     def choice_values(self) -> list[str]:
         return [str(c) for c in (self.choices or [])]
 
+    @property
+    def allowed_file_types(self) -> list[str]:
+        return [t.lower().lstrip(".") for t in (self.file_types or DEFAULT_FILE_TYPES)]
+
+    @property
+    def max_file_bytes(self) -> int:
+        return (self.max_file_mb or DEFAULT_MAX_FILE_MB) * 1024 * 1024
+
     def bound(self, name: str) -> Any:
         """min_value/max_value as the type compares them (Decimal, date or datetime)."""
         raw = getattr(self, name)
@@ -98,7 +117,7 @@ class CustomField(Model):
         return role_names is None or not self.visible_roles or bool(role_names & set(self.visible_roles))
 
     def editable_by(self, role_names: set[str] | None) -> bool:
-        if not self.visible_to(role_names):
+        if not self.visible_to(role_names) or self.field_type == "formula":
             return False
         return role_names is None or not self.editable_roles or bool(role_names & set(self.editable_roles))
 
@@ -169,15 +188,22 @@ def definitions(session: Session, entity: str, include_archived: bool = False) -
 
 
 def validate_definition(
-    field: CustomField, standard_columns: set[str], previous: CustomField | None = None
+    field: CustomField,
+    standard_columns: set[str],
+    previous: CustomField | None = None,
+    formula_names: dict[str, str] | None = None,
 ) -> dict[str, list[str]]:
-    """Every problem with a definition, by attribute (an empty dict means it is valid)."""
+    """Every problem with a definition, by attribute (an empty dict means it is valid).
+
+    `formula_names` maps what a formula may read (standard columns and the entity's other
+    custom fields) to its formula type; a valid formula sets `field.result_type`.
+    """
     errors: dict[str, list[str]] = {}
 
     def add(name: str, message: str) -> None:
         errors.setdefault(name, []).append(message)
 
-    if field.entity not in ENTITIES:
+    if field.entity not in CUSTOMISABLE:
         add("entity", _("不支持自定义字段的对象"))
     name = (field.api_name or "").strip()
     if previous is not None and name != previous.api_name:
@@ -192,7 +218,7 @@ def validate_definition(
     if handler is None:
         add("field_type", _("不支持的字段类型"))
         return errors
-    for option in ("choices", "min_value", "max_value", "max_length", "pattern"):
+    for option in OPTIONS:
         if getattr(field, option) not in (None, "", []) and option not in handler.options:
             add(option, _("该类型的字段不使用此设置"))
     if "choices" in handler.options:
@@ -219,6 +245,50 @@ def validate_definition(
             field.default = handler.to_storage(field.default, field)
         except ValueError as exc:
             add("default", _("默认值不符合该字段的规则: %(msg)s", msg=str(exc)))
-    if field.unique and field.field_type in {"multi_select", "boolean", "long_text"}:
+    if field.unique and field.field_type in {"multi_select", "boolean", "long_text", "file", "formula"}:
         add("unique", _("该类型的字段不能设为唯一"))
+    if field.field_type == "reference" and field.target_entity not in reference_targets():
+        add("target_entity", _("请选择关联的对象"))
+    if field.field_type == "file":
+        if field.max_file_mb is not None and not 1 <= field.max_file_mb <= 100:
+            add("max_file_mb", _("应在 1 到 100 之间"))
+        for extension in field.file_types or []:
+            if not re.fullmatch(r"\.?[A-Za-z0-9]{1,10}", extension):
+                add("file_types", _("不是有效的文件扩展名: %(ext)s", ext=extension))
+    if field.field_type == "formula":
+        if field.required or field.default not in (None, "", []):
+            add("required", _("公式字段由系统计算,不能设必填或默认值"))
+        try:
+            compiled = compile_formula(field.formula or "", formula_names or {})
+        except FormulaError as exc:
+            add("formula", str(exc))
+        else:
+            field.result_type = compiled.result_type
+    else:
+        field.result_type = None
     return errors
+
+
+#: per-type options of a definition (each type says which it uses)
+OPTIONS = (
+    "choices", "min_value", "max_value", "max_length", "pattern", "target_entity", "file_types",
+    "max_file_mb", "formula",
+)  # fmt: skip
+
+
+def reference_targets() -> list[str]:
+    return [*CUSTOMISABLE, USER_TARGET]
+
+
+def formula_type(field: CustomField) -> str | None:
+    """The formula type ("number", "text", ...) a field offers to formulas, None if none."""
+    kind = field.field_type
+    if kind == "formula":
+        return field.result_type
+    if kind in {"integer", "decimal", "currency", "percent"}:
+        return "number"
+    if kind in {"date", "datetime", "boolean"}:
+        return kind
+    if kind in {"text", "long_text", "email", "phone", "url", "select"}:
+        return "text"
+    return None

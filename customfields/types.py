@@ -36,6 +36,10 @@ class FieldType:
     def is_blank(self, value: Any) -> bool:
         return value is None or (isinstance(value, str) and not value.strip()) or value == []
 
+    def filter_value(self, value: Any, field: CustomField) -> Any:
+        """A value to compare stored values with (a list filter); the storage rule by default."""
+        return self.to_storage(value, field)
+
 
 class TextType(FieldType):
     code, label = "text", lazy_gettext("单行文本")
@@ -80,7 +84,8 @@ class DecimalType(FieldType):
         number = parse_number(value, _("应为数字"))
         check_range(number, field)
         quantum = Decimal(1).scaleb(-self.places)
-        return str(number.quantize(quantum).normalize() if self.places > 2 else number.quantize(quantum))
+        value = number.quantize(quantum)
+        return f"{value.normalize() if self.places > 2 else value:f}"  # never 4.2E+3
 
 
 class CurrencyType(DecimalType):
@@ -201,6 +206,57 @@ class URLType(CleanerType):
     code, label = "url", lazy_gettext("网址")
 
 
+class ReferenceType(FieldType):
+    """The id of another record (a customer, a contact, a user...). Whether that record exists
+    and the user may see it is checked by the application, which knows the entities."""
+
+    code, label = "reference", lazy_gettext("关联记录")
+    options = frozenset({"target_entity"})
+
+    def to_storage(self, value: Any, field: CustomField) -> int:
+        if isinstance(value, dict):
+            value = value.get("id")
+        if isinstance(value, bool) or not str(value).strip().isdigit() or int(str(value).strip()) < 1:
+            raise ValueError(_("应为关联记录的 ID (正整数)"))
+        return int(str(value).strip())
+
+
+class FileType(FieldType):
+    """Attachments: the value lists files already uploaded (see customfields.files), by id.
+
+    What is stored is the server's description of each file (name, size, type), never the
+    client's, and each file must have been uploaded for this very field.
+    """
+
+    code, label = "file", lazy_gettext("附件")
+    options = frozenset({"file_types", "max_file_mb"})
+    store: Any = None  # customfields.files.FileStore, configured by the application
+
+    def to_storage(self, value: Any, field: CustomField) -> list[dict[str, Any]]:
+        items = value if isinstance(value, list | tuple) else [value]
+        files = []
+        for item in items:
+            file_id = item.get("id") if isinstance(item, dict) else item
+            meta = self.store.describe(str(file_id)) if self.store is not None and file_id else None
+            if meta is None or meta.get("entity") != field.entity or meta.get("field") != field.api_name:
+                raise ValueError(_("附件 %(id)s 不存在,请先上传", id=str(file_id)[:40]))
+            files.append({key: meta[key] for key in ("id", "name", "size", "type")})
+        return files
+
+    def filter_value(self, value: Any, field: CustomField) -> Any:
+        raise ValueError(_("该类型的字段不支持此筛选"))
+
+
+class FormulaType(FieldType):
+    """Computed from other fields of the record (customfields.formula); stored, never typed in."""
+
+    code, label = "formula", lazy_gettext("公式")
+    options = frozenset({"formula"})
+
+    def to_storage(self, value: Any, field: CustomField) -> Any:
+        raise ValueError(_("公式字段由系统计算,不能填写"))
+
+
 def parse_number(value: Any, message: str) -> Decimal:
     """A finite Decimal from a number or text (1,234.5 / ¥1,234.5 / 12.5%), else ValueError."""
     if isinstance(value, bool):
@@ -248,5 +304,8 @@ FIELD_TYPES: dict[str, FieldType] = {
         EmailType(),
         PhoneType(),
         URLType(),
+        ReferenceType(),
+        FileType(),
+        FormulaType(),
     )
 }

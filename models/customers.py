@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from flask_babel import lazy_gettext
 from sqlalchemy import (
     Boolean,
     Column,
@@ -137,6 +138,7 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     """
 
     __tablename__ = "crm_customer"
+    __entity_label__ = lazy_gettext("客户")
     #: amounts in CNY, shown as ¥1,000.00 (or CN¥ in English)
     __money__ = ("credit_limit",)
 
@@ -216,6 +218,7 @@ class Contact(TimestampMixin, CustomFieldsMixin, Model):
     """联系人: a person at a customer. Its data scope follows its customer's."""
 
     __tablename__ = "crm_contact"
+    __entity_label__ = lazy_gettext("联系人")
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     customer_id: Mapped[int] = mapped_column(

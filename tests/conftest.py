@@ -20,13 +20,16 @@ from typing import Any
 import pytest
 from flask import Flask, g
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, delete, select, text
 from sqlalchemy.engine import make_url
 
 import config
 from app import create_app
 from app.cli import ensure_admin, setup_database
 from app.extensions import db
+from customfields.definitions import CustomField, bump_version
+from customfields.indexes import sync_indexes
+from customfields.mixin import CUSTOMISABLE
 from models.security import CrmUser, Department
 
 PASSWORD = "Test-Passw0rd!"
@@ -67,6 +70,7 @@ TEST_CONFIG: dict[str, Any] = {
     "AUTH_RATE_LIMITED": False,
     "FAB_UPDATE_PERMS": False,
     "SERVER_NAME": None,
+    "CRM_UPLOAD_DIR": tempfile.mkdtemp(prefix="keguan-uploads-"),
 }
 
 
@@ -204,3 +208,15 @@ def valid_credit_code() -> str:
 
     body = f"91370502{next(_counter) + 500000:09d}"
     return body + uscc.calc_check_digit(body)
+
+
+@pytest.fixture()
+def clean_custom_fields() -> Iterator[None]:
+    """Custom-field tests define their own fields; remove them afterwards (values stay, unseen)."""
+    yield
+    db.session.rollback()
+    for field in db.session.scalars(select(CustomField)).all():
+        sync_indexes(db.session, CUSTOMISABLE[field.entity], field, deleted=True)
+    db.session.execute(delete(CustomField))
+    bump_version(db.session)  # so every cache, in this process too, forgets them
+    db.session.commit()

@@ -39,6 +39,7 @@ APIS = [
     security.DepartmentApi,
     security.RoleDataScopeApi,
     customfields.CustomFieldApi,
+    customfields.CustomFileApi,
     search.SearchApi,
 ]
 

@@ -13,30 +13,42 @@ from __future__ import annotations
 import csv
 import io
 from contextvars import ContextVar
+from itertools import islice
 from typing import Any
 
+from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Response, current_app, has_request_context, request, stream_with_context
 from flask_appbuilder import ModelRestApi, ModelView, expose, has_access
 from flask_appbuilder.api import API_RESULT_RES_KEY
 from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from flask_appbuilder.urltools import get_filter_args, get_order_args
+from flask_appbuilder.urltools import get_filter_args, get_order_args, get_page_args, get_page_size_args
 from flask_appbuilder.widgets import ListWidget
 from flask_babel import get_locale, lazy_gettext
+from markupsafe import Markup
 from marshmallow import ValidationError
-from sqlalchemy import case, inspect
+from sqlalchemy import inspect
 from sqlalchemy.orm import selectinload
 from wtforms import SelectField
 
-from app.access import DataScopeFilter, assignable_user_ids, current_actor, is_scoped, role_names
-from app.customfields import visible_fields
+from app.access import (
+    DataScopeFilter,
+    assignable_user_ids,
+    current_actor,
+    entity_name,
+    is_scoped,
+    role_names,
+)
+from app.customfields import reference_labels, visible_fields
 from app.errors import DomainError
 from app.services import column_values, many_to_one_columns, service_for
 from customfields import CustomFieldsMixin
-from customfields.query import custom_sql, filter_condition
+from customfields.query import filter_condition, order_by
+from customfields.schema import entity_schema
 from customfields.values import FIELD_PREFIX
-from views.custom_forms import PREFIX, form_name, with_custom_fields
+from views.custom_filters import sortable, with_custom_filters
+from views.custom_forms import PREFIX, form_name, with_custom_fields, with_search_fields
 from views.formatters import display_custom, display_formatter
 
 #: Conditions and ordering a REST list adds for this request (custom-field filters), set by
@@ -65,7 +77,7 @@ class CrmInterface(SQLAInterface):
         if conditions:
             query = query.filter(*conditions)
         if ordering:  # before FAB's pagination; FAB then adds no order of its own
-            query = query.order_by(*ordering, *inspect(self.obj).primary_key)
+            query = query.order_by(*ordering)
             order_column = ""
         query = super().apply_all(
             query, filters, order_column, order_direction, page, page_size, select_columns, outer_default_load
@@ -217,6 +229,40 @@ def csv_line(values: list[Any]) -> str:
     return buffer.getvalue()
 
 
+def custom_texts(fields: list[Any], items: list[Any]) -> list[list[str]]:
+    """Each item's custom values as text, referenced records named with one query per field."""
+    labels = {
+        field.api_name: reference_labels(
+            field.target_entity, {(item.custom or {}).get(field.api_name) for item in items}
+        )
+        for field in fields
+        if field.field_type == "reference"
+    }
+    return [
+        [display_custom(f, (item.custom or {}).get(f.api_name), labels.get(f.api_name)) for f in fields]
+        for item in items
+    ]
+
+
+def show_values(model: type, fields: list[Any], item: Any) -> list[Any]:
+    """The show page's custom values: text, with attachments as download links."""
+    values: list[Any] = []
+    for field, text in zip(fields, custom_texts(fields, [item])[0], strict=True):
+        files = (item.custom or {}).get(field.api_name) if field.field_type == "file" else None
+        if files:
+            entity = model.__tablename__.removeprefix("crm_")
+            links = [
+                Markup('<a href="{}">{}</a>').format(
+                    f"/api/v1/customfile/{entity}/{item.id}/{field.api_name}/{file['id']}", file["name"]
+                )
+                for file in files
+            ]
+            values.append(Markup("<br>").join(links))
+        else:
+            values.append(text)
+    return values
+
+
 class CrmModelView(ModelView):
     """Base screen for every KeGuan entity."""
 
@@ -303,6 +349,58 @@ class CrmModelView(ModelView):
             return [*fieldsets, *[(title, {"fields": items}) for title, items in sections.items()]], columns
         return None, [*columns, *names]
 
+    # --- lists: custom-field filters and sorting, per request ------------------------------
+    def request_filters(self) -> Any:
+        """This request's filters (FAB's, plus the custom fields'), set from the URL."""
+        fields = [field for field, _editable in self.custom_fields()]
+        filters = with_custom_filters(self._filters, fields) if fields else self._filters.copy()
+        get_filter_args(filters)
+        return filters
+
+    def request_order(self) -> tuple[str, str, list[Any]]:
+        """(FAB order column, direction, ORDER BY terms for a custom column) of this request."""
+        order_column, direction = get_order_args().get(self.__class__.__name__, ("", ""))
+        if not order_column and self.base_order:
+            order_column, direction = self.base_order
+        if not order_column.startswith(PREFIX):
+            return order_column, direction, []
+        field = next((f for f, _e in self.custom_fields() if form_name(f) == order_column), None)
+        if field is None or not sortable(field):
+            return "", "", []
+        dialect = self.datamodel.session.get_bind().dialect.name
+        return "", "", order_by(self.datamodel.obj, field, direction == "desc", dialect)
+
+    def _list(self, **kwargs: Any) -> Any:
+        """FAB's list page, with the custom fields the user may see as filters and sort keys."""
+        fields = [field for field, _editable in self.custom_fields()]
+        if not fields:
+            return super()._list(**kwargs)
+        filters = self.request_filters()
+        order_column, direction, ordering = self.request_order()
+        token = LIST_EXTRAS.set(([], ordering))
+        try:
+            widgets = self._get_list_widget(
+                filters=filters,
+                order_column=order_column,
+                order_direction=direction,
+                page=get_page_args().get(self.__class__.__name__),
+                page_size=get_page_size_args().get(self.__class__.__name__),
+                **kwargs,
+            )
+        finally:
+            LIST_EXTRAS.reset(token)
+        filterable = [f for f in fields if f.field_type != "file"]
+        form = with_search_fields(self.search_form, filterable).refresh()
+        self.update_redirect()
+        widgets["search"] = self.search_widget(
+            route_base=self.route_base,
+            form=form,
+            include_cols=[*self.search_columns, *[form_name(f) for f in filterable]],
+            exclude_cols=[],
+            filters=filters,
+        )
+        return widgets
+
     def _get_list_widget(
         self,
         filters: Any,
@@ -331,15 +429,14 @@ class CrmModelView(ModelView):
             page_size=page_size or self.page_size,
         )
         values = list(self.datamodel.get_values(items, self.list_columns))
-        for row, item in zip(values, items, strict=True):
-            for field in in_list:
-                row[form_name(field)] = display_custom(field, (item.custom or {}).get(field.api_name))
+        for row, texts in zip(values, custom_texts(in_list, items), strict=True):
+            row.update({form_name(field): text for field, text in zip(in_list, texts, strict=True)})
         language = str(get_locale() or "zh")[:2]
         widgets["list"] = self.list_widget(
             label_columns={**self.label_columns, **{form_name(f): f.label(language) for f in in_list}},
             include_columns=[*self.list_columns, *[form_name(f) for f in in_list]],
             value_columns=values,
-            order_columns=self.order_columns,
+            order_columns=[*self.order_columns, *[form_name(f) for f in in_list if sortable(f)]],
             formatters_columns=self.formatters_columns,
             page=page,
             page_size=page_size or self.page_size,
@@ -358,19 +455,20 @@ class CrmModelView(ModelView):
     def export(self) -> Response:
         """The current list (filters, order, data scope) as CSV for Excel: UTF-8 with BOM,
         formula-like cells neutralised, streamed, at most CRM_EXPORT_MAX rows."""
-        filters = self._filters.copy()
-        get_filter_args(filters)
-        order_column, order_direction = get_order_args().get(self.__class__.__name__, ("", ""))
-        if not order_column and self.base_order:
-            order_column, order_direction = self.base_order
-        query = self.datamodel.apply_all(
-            self.datamodel.session.query(self.datamodel.obj),
-            filters.get_joined_filters(self._base_filters),
-            order_column,
-            order_direction,
-            page=None,
-            page_size=current_app.config["CRM_EXPORT_MAX"],
-        )
+        filters = self.request_filters()
+        order_column, order_direction, ordering = self.request_order()
+        token = LIST_EXTRAS.set(([], ordering))
+        try:
+            query = self.datamodel.apply_all(
+                self.datamodel.session.query(self.datamodel.obj),
+                filters.get_joined_filters(self._base_filters),
+                order_column,
+                order_direction,
+                page=None,
+                page_size=current_app.config["CRM_EXPORT_MAX"],
+            )
+        finally:
+            LIST_EXTRAS.reset(token)
         columns = [c for c in self.list_columns + self.show_columns if not c.startswith(PREFIX)]
         columns = list(dict.fromkeys(c for c in columns if c not in self.export_exclude))
         custom = [field for field, _editable in self.custom_fields()]
@@ -379,11 +477,11 @@ class CrmModelView(ModelView):
 
         def rows() -> Any:
             yield "\ufeff" + csv_line(header)
-            for item in query.yield_per(1000):
-                values = [self.formatters_columns.get(c, str)(getattr(item, c, "")) for c in columns]
-                stored = item.custom or {} if custom else {}
-                values += [display_custom(f, stored.get(f.api_name)) for f in custom]
-                yield csv_line(values)
+            batch = iter(query.yield_per(1000))
+            while items := list(islice(batch, 1000)):
+                for item, texts in zip(items, custom_texts(custom, items), strict=True):
+                    values = [self.formatters_columns.get(c, str)(getattr(item, c, "")) for c in columns]
+                    yield csv_line(values + texts)
 
         filename = f"{self.datamodel.obj.__tablename__.removeprefix('crm_')}.csv"
         return Response(
@@ -415,7 +513,6 @@ class CrmModelView(ModelView):
         if not fields:
             return super()._get_show_widget(pk, item, widgets, actions, show_fieldsets)
         language = str(get_locale() or "zh")[:2]
-        stored = item.custom or {}
         names = [form_name(field) for field, _editable in fields]
         fieldsets, columns = self._custom_fieldsets(show_fieldsets or self.show_fieldsets, self.show_columns)
         widgets = widgets or {}
@@ -425,7 +522,7 @@ class CrmModelView(ModelView):
             include_columns=[*self.show_columns, *names],
             value_columns=[
                 *self.datamodel.get_values_item(item, self.show_columns),
-                *[display_custom(field, stored.get(field.api_name)) for field, _e in fields],
+                *show_values(self.datamodel.obj, [f for f, _e in fields], item),
             ],
             formatters_columns=self.formatters_columns,
             actions=actions or self.actions,
@@ -488,11 +585,12 @@ class CrmModelApi(ModelRestApi):
         if order.startswith(FIELD_PREFIX):
             if order not in fields:
                 errors.setdefault(order, []).append(_unknown_field())
+            elif not sortable(fields[order]):
+                errors.setdefault(order, []).append(str(lazy_gettext("该类型的字段不能排序")))
             else:
-                column = custom_sql(model, fields[order])
-                # records without a value last, in either direction and on every database
-                ordering.append(case((column.is_(None), 1), else_=0))
-                ordering.append(column.desc() if args.get("order_direction") == "desc" else column.asc())
+                descending = args.get("order_direction") == "desc"
+                dialect = self.datamodel.session.get_bind().dialect.name
+                ordering.extend(order_by(model, fields[order], descending, dialect))
             args.pop("order_column", None)
             args.pop("order_direction", None)
         if errors:
@@ -503,6 +601,29 @@ class CrmModelApi(ModelRestApi):
             return super().get_list_headless(**{**kwargs, "rison": args})
         finally:
             LIST_EXTRAS.reset(token)
+
+    def add_apispec_components(self, api_spec: Any) -> None:
+        """FAB's schemas, with `custom` described field by field (those the reader may see)."""
+        super().add_apispec_components(api_spec)
+        model = self.datamodel.obj
+        if not issubclass(model, CustomFieldsMixin) or not has_request_context():
+            return
+        schema = entity_schema(self.datamodel.session, entity_name(model), role_names(current_actor()))
+        plugin = next(p for p in api_spec.plugins if isinstance(p, MarshmallowPlugin))
+        described = {
+            **plugin.converter.schema2jsonschema(schema),
+            "description": "Custom fields, keyed by API name (see /api/v1/customfield/)",
+            "additionalProperties": False,
+        }
+        for name in (
+            self.list_model_schema_name,
+            self.add_model_schema_name,
+            self.edit_model_schema_name,
+            self.show_model_schema_name,
+        ):
+            properties = api_spec.components.schemas.get(name, {}).get("properties", {})
+            if "custom" in properties:
+                properties["custom"] = described
 
     def pre_get(self, data: dict[str, Any]) -> None:
         """Custom values the user may not see never leave the server."""

@@ -19,11 +19,74 @@ from flask_appbuilder.fieldwidgets import (
     Select2Widget,
 )
 from flask_babel import get_locale
+from flask_babel import gettext as _
+from markupsafe import Markup, escape
 from wtforms import BooleanField, Field, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.widgets import html_params
 
-from customfields.definitions import CustomField
+from app.customfields import file_store, reference_labels, user_options
+from customfields.definitions import USER_TARGET, CustomField
+from customfields.query import storage_kind
+from views.widgets import RemoteSelectWidget
 
 PREFIX = "custom__"
+#: reference targets the search API can look up as the user types
+SEARCHABLE_TARGETS = ("customer", "contact")
+
+
+class ReferenceField(Field):
+    """The id of another record, chosen in a select that searches as the user types."""
+
+    def __init__(self, label: Any, *, target: str, **kwargs: Any) -> None:
+        super().__init__(label, widget=RemoteSelectWidget("/api/v1/search/", target), **kwargs)
+        self.target = target
+
+    @property
+    def pk(self) -> Any:
+        return self.data if self.data is not None else ""
+
+    @property
+    def display(self) -> str:
+        return reference_labels(self.target, {self.data}).get(self.data, f"#{self.data}")
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        raw = (valuelist[0] if valuelist else "").strip()
+        self.data = int(raw) if raw.isdigit() else (raw or None)
+
+
+class FilesWidget:
+    """The field's attachments, each with a box to keep it, and an input to add more."""
+
+    def __call__(self, field: FilesField, **kwargs: Any) -> Markup:
+        items = []
+        for file_id in field.data or []:
+            meta = file_store().describe(str(file_id)) or {"name": file_id, "size": 0}
+            box = html_params(type="checkbox", name=field.name, value=file_id, checked=True)
+            size = f"{(meta.get('size') or 0) / 1024:.0f} KB"
+            items.append(f"<label class='crm-file'><input {box}> {escape(meta['name'])} ({size})</label>")
+        upload = html_params(type="file", name=field.name, id=field.id, multiple=True, class_="form-control")
+        accept = ",".join("." + t for t in field.definition.allowed_file_types)
+        return Markup("<br>".join(items) + f"<input {upload} accept='{escape(accept)}'>")
+
+
+class FilesField(Field):
+    """Attachments: kept ids plus new uploads, which are stored as soon as the form arrives."""
+
+    widget = FilesWidget()
+
+    def __init__(self, label: Any, *, definition: CustomField, **kwargs: Any) -> None:
+        super().__init__(label, **kwargs)
+        self.definition = definition
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        files: list[str] = []
+        for item in valuelist:
+            if isinstance(item, str):
+                if item:
+                    files.append(item)
+            elif getattr(item, "filename", ""):
+                files.append(file_store().save(item.stream, item.filename, self.definition)["id"])
+        self.data = files
 
 
 def form_name(field: CustomField) -> str:
@@ -54,6 +117,16 @@ def form_field(field: CustomField, editable: bool) -> Field:
         )
     if kind == "long_text":
         return TextAreaField(label, widget=BS3TextAreaFieldWidget(), **options)
+    if kind == "reference" and field.target_entity == USER_TARGET:
+        choices = [("", "—"), *user_options()]
+        return SelectField(label, choices=choices, widget=Select2Widget(), validate_choice=False, **options)
+    if kind == "reference" and field.target_entity in SEARCHABLE_TARGETS:
+        return ReferenceField(label, target=field.target_entity, **options)
+    if kind == "file":
+        return FilesField(label, definition=field, **options)
+    if kind == "formula":
+        options["render_kw"] = {"readonly": True, "disabled": True}
+        options["description"] = options["description"] or _("由公式计算: %(f)s", f=field.formula)
     widget = {"date": DatePickerWidget(), "datetime": DateTimePickerWidget()}.get(kind, BS3TextFieldWidget())
     return StringField(label, widget=widget, **options)
 
@@ -71,7 +144,11 @@ def with_custom_fields(form_class: type, fields: list[tuple[CustomField, bool]])
         if obj is not None and not hasattr(obj, "getlist"):  # a record, not request.form
             for field, _editable in fields:
                 value = stored.get(field.api_name)
-                self[form_name(field)].data = value if value is not None else None
+                if field.field_type == "file":
+                    value = [item["id"] for item in value or []]
+                elif field.field_type == "reference" and field.target_entity == USER_TARGET:
+                    value = str(value) if value is not None else None
+                self[form_name(field)].data = value
 
     def custom_values(self: Any) -> dict[str, Any]:
         """The editable custom fields the browser sent, keyed by API name.
@@ -82,7 +159,7 @@ def with_custom_fields(form_class: type, fields: list[tuple[CustomField, bool]])
         return {
             name.removeprefix(PREFIX): self[name].data
             for name in editable_names
-            if self[name].raw_data or isinstance(self[name], BooleanField | SelectMultipleField)
+            if self[name].raw_data or isinstance(self[name], BooleanField | SelectMultipleField | FilesField)
         }
 
     def populate_obj(self: Any, obj: Any) -> None:
@@ -100,3 +177,25 @@ def with_custom_fields(form_class: type, fields: list[tuple[CustomField, bool]])
         (form_class,),
         {**attributes, "__init__": __init__, "custom_values": custom_values, "populate_obj": populate_obj},
     )
+
+
+def search_field(field: CustomField) -> Field:
+    """The input of a custom field in the list's filter bar (by the type of what it stores)."""
+    kind = storage_kind(field)
+    label = field.label(_language())
+    if kind in ("select", "multi_select"):
+        choices = [("", "—"), *[(c, c) for c in field.choice_values]]
+        return SelectField(label, choices=choices, widget=Select2Widget(), validate_choice=False)
+    if kind == "boolean":
+        choices = [("true", _("是")), ("false", _("否"))]
+        return SelectField(label, choices=choices, widget=Select2Widget(), validate_choice=False)
+    if kind == "reference":
+        return form_field(field, editable=True)
+    widget = {"date": DatePickerWidget(), "datetime": DateTimePickerWidget()}.get(kind, BS3TextFieldWidget())
+    return StringField(label, widget=widget)
+
+
+def with_search_fields(form_class: type, fields: list[CustomField]) -> type:
+    """The list's search form with an input per filterable custom field."""
+    attributes = {form_name(field): search_field(field) for field in fields}
+    return type(form_class.__name__, (form_class,), attributes)

@@ -9,14 +9,18 @@ from flask_babel import format_currency, format_datetime, get_locale, lazy_gette
 from sqlalchemy import DateTime, inspect
 
 
-def display_custom(field: Any, value: Any) -> str:
-    """A custom value as the show page prints it."""
+def display_custom(field: Any, value: Any, labels: dict[int, str] | None = None) -> str:
+    """A custom value as text (lists, exports); `labels` names referenced records."""
     if value is None or value == []:
         return ""
     if isinstance(value, bool):
         return str(lazy_gettext("是") if value else lazy_gettext("否"))
+    if field.field_type == "file":
+        return joined(item.get("name", "") for item in value if isinstance(item, dict))
     if isinstance(value, list):
         return joined(value)
+    if field.field_type == "reference":
+        return (labels or {}).get(value, f"#{value}")
     if field.field_type == "currency":
         return format_currency(value, "CNY")
     if field.field_type == "percent":

@@ -32,7 +32,8 @@ class RemoteSelectWidget:
         )
         option = ""
         if field.data is not None:
-            option = f'<option value="{escape(field.pk)}" selected>{escape(str(field.data))}</option>'
+            text = getattr(field, "display", None) or str(field.data)
+            option = f'<option value="{escape(field.pk)}" selected>{escape(text)}</option>'
         return Markup(f"<select {attrs}><option value=''></option>{option}</select>")
 
 
