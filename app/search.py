@@ -3,6 +3,8 @@
 Fast at a million rows because every branch uses an index:
 - phone and e-mail: an indexed prefix range (`mobile >= '138' AND mobile < '139'`), portable
   and usable by the B-tree on SQLite, PostgreSQL and MySQL (LIKE 'x%' is not, on SQLite);
+- indexed custom fields (text, e-mail, phone, URL, select): exact value, through their
+  expression index (a licence or contract number typed in full);
 - names: exact and prefix matches first (the name index), then "contains" through a trigram
   index: SQLite FTS5 (tokenize=trigram), PostgreSQL pg_trgm (GIN); MySQL scans. A trigram
   index cannot serve fewer than 3 characters (东营): such a query scans customer names, but
@@ -21,7 +23,9 @@ from sqlalchemy import ColumnElement, Integer, Select, and_, column, func, liter
 from sqlalchemy.orm import Session
 
 from app.access import scope_clause
+from app.customfields import visible_fields
 from app.validators import clean_text
+from customfields.query import TEXTUAL, custom_sql, storage_kind
 from models.customers import Contact, Customer
 from models.security import CrmUser
 
@@ -102,7 +106,8 @@ def search_statements(
             model.phone,
             model.email,
         )
-        for condition, order_by, cap in _conditions(session, model, query, limit):
+        custom = _custom_conditions(session, model, actor, query)
+        for condition, order_by, cap in _conditions(session, model, query, limit) + custom:
             stmt = select(*columns).where(condition, scope)
             if order_by is not None:
                 stmt = stmt.order_by(order_by)
@@ -168,6 +173,17 @@ def _conditions(session: Session, model: type, query: str, limit: int) -> list[t
     conditions = [(prefix_range(model.name, query), model.name, limit)]
     if len(query) >= CONTAINS_MIN_LENGTH.get(model.__tablename__, 3):
         conditions.append((name_contains(session, model, query), None, limit * 3))
+    return conditions
+
+
+def _custom_conditions(session: Session, model: type, actor: CrmUser | None, query: str) -> list[tuple]:
+    """Exact matches on the indexed text-like custom fields the actor may see (a licence number,
+    a contract code): each served by the field's expression index."""
+    conditions = []
+    for field in visible_fields(session, model, actor):
+        if field.indexed and storage_kind(field) in TEXTUAL | {"select"}:
+            value = query.lower() if field.field_type == "email" else query
+            conditions.append((custom_sql(model, field) == value, None, MAX_RESULTS))
     return conditions
 
 

@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +46,15 @@ from app.access import scope_clause
 from app.cli import ensure_admin, setup_database
 from app.extensions import db
 from app.search import search_statements
+from bench import custom
+from bench.common import (
+    PAGE_SIZE,
+    Operation,
+    Probe,
+    RawContext,
+    capped_count_statement,
+    customer_rows_statement,
+)
 from models.customers import (
     Contact,
     Customer,
@@ -65,10 +73,9 @@ TARGET_MS = 100
 PASSWORD = "Bench-Passw0rd!"
 REP_USERNAME = "bench_03_04"  # a Sales Rep: bench_TT_00 is each team's manager
 ADMIN_USERNAME = "admin"
-PAGE_SIZE = 20
 # Two-character words found inside generated names: each is one of six suffixes (~1/6 of rows)
 TWO_CHAR_WORDS = ["化工", "机械", "水产", "物流", "轮胎"]
-HEADER = f"{'operation':<35}{'db':<12}{'n':<5}{'median_ms':<11}{'p95_ms':<8}{'raw_sql_ms':<12}target_ms"
+HEADER = f"{'operation':<48}{'db':<12}{'n':<5}{'median_ms':<11}{'p95_ms':<8}{'raw_sql_ms':<12}target_ms"
 
 log = logging.getLogger("bench")
 
@@ -97,6 +104,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--only", action="append", default=[], help="run operations whose name contains this")
     parser.add_argument("--show-sql", action="store_true", help="print the SQL of one request per operation")
+    parser.add_argument(
+        "--custom-fields",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="define and fill 10 customer custom fields, time their operations and the engine's "
+        "per-request overhead (default: on)",
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print the database's plan of the raw SQL of each custom-field operation",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.warmup < 0 or args.customers < 1:
         parser.error("--repeat and --customers must be >= 1, --warmup >= 0")
@@ -209,17 +228,6 @@ def analyze(engine: Engine) -> float | None:
 
 
 # --- who, and on which records --------------------------------------------------------------
-@dataclass(frozen=True)
-class Probe:
-    """The records one repetition targets, all visible to the actor."""
-
-    customer_id: int
-    name_fragment: str  # >= 3 characters from the middle of a visible customer's name
-    mobile_prefix: str  # the first 7 digits of a visible customer's mobile
-    word: str  # a 2-character word
-    owner_id: int  # a user whose customers the actor may see
-
-
 @dataclass
 class Actor:
     label: str  # "rep" or "admin"
@@ -294,50 +302,15 @@ def _probe(
 
 
 # --- the raw SQL each page needs --------------------------------------------------------------
-@dataclass(frozen=True)
-class RawContext:
-    customer_scope: ColumnElement[bool]
-    contact_scope: ColumnElement[bool]
-    count_cap: int
-    user: CrmUser
-
-
 def _capped_count(session: Session, ctx: RawContext, model: Any, *conditions: Any) -> None:
-    scope = ctx.customer_scope if model is Customer else ctx.contact_scope
-    inner = select(model.id).where(scope, *conditions).limit(ctx.count_cap + 1).subquery()
-    session.scalar(select(func.count()).select_from(inner))
+    session.scalar(capped_count_statement(ctx, model, *conditions))
 
 
 def _customer_rows(
     session: Session, ctx: RawContext, *conditions: Any, order_by: Any = None, district: bool = False
 ) -> None:
     """The 20 rows of a customer list (with city, owner and optionally district names)."""
-    city, dist = aliased(Region), aliased(Region)
-    columns = [
-        Customer.id,
-        Customer.name,
-        Customer.kind,
-        Customer.level,
-        Customer.status,
-        Customer.mobile,
-        Customer.phone,
-        Customer.email,
-        Customer.updated_at,
-        city.name,
-        CrmUser.id,
-        CrmUser.username,
-    ]
-    stmt = (
-        select(*columns, *([dist.name] if district else []))
-        .outerjoin(city, city.code == Customer.city_code)
-        .outerjoin(CrmUser, CrmUser.id == Customer.owner_id)
-    )
-    if district:
-        stmt = stmt.outerjoin(dist, dist.code == Customer.district_code)
-    stmt = stmt.where(ctx.customer_scope, *conditions)
-    if order_by is not None:
-        stmt = stmt.order_by(*order_by)
-    session.execute(stmt.limit(PAGE_SIZE)).all()
+    session.execute(customer_rows_statement(ctx, *conditions, order_by=order_by, district=district)).all()
 
 
 def raw_list_page(session: Session, ctx: RawContext, probe: Probe) -> None:
@@ -448,14 +421,6 @@ def raw_rest_get(session: Session, ctx: RawContext, probe: Probe) -> None:
 
 
 # --- operations and timing ------------------------------------------------------------------
-@dataclass(frozen=True)
-class Operation:
-    name: str
-    url: Callable[[Probe], str]
-    raw: Callable[[Session, RawContext, Probe], None]
-    api: bool = False
-
-
 OPERATIONS = [
     Operation("customer list page 1", lambda p: "/customerview/list/", raw_list_page),
     Operation(
@@ -516,9 +481,9 @@ class Result:
 
     def line(self) -> str:
         if self.error:
-            return f"{self.operation:<35}{self.db:<12}{'ERROR':<36}{self.target_ms}  {self.error}"
+            return f"{self.operation:<48}{self.db:<12}{'ERROR':<36}{self.target_ms}  {self.error}"
         return (
-            f"{self.operation:<35}{self.db:<12}{self.n:<5}{self.median_ms:<11.1f}"
+            f"{self.operation:<48}{self.db:<12}{self.n:<5}{self.median_ms:<11.1f}"
             f"{self.p95_ms:<8.1f}{self.raw_sql_ms:<12.1f}{self.target_ms}"
         )
 
@@ -580,10 +545,18 @@ def time_raw(
     return times, count
 
 
+def selected(args: argparse.Namespace, name: str) -> bool:
+    return not args.only or any(s in name for s in args.only)
+
+
 def run_operations(
-    app: Flask, args: argparse.Namespace, actors: list[Actor], queries: QueryLog, db_name: str
+    app: Flask,
+    args: argparse.Namespace,
+    actors: list[Actor],
+    queries: QueryLog,
+    db_name: str,
+    operations: list[Operation],
 ) -> list[Result]:
-    operations = [op for op in OPERATIONS if not args.only or any(s in op.name for s in args.only)]
     results = []
     print()
     print(HEADER, flush=True)
@@ -597,25 +570,98 @@ def run_operations(
                 results.append(result)
                 print(result.line(), flush=True)
                 continue
-            median, raw_median = statistics.median(times), statistics.median(raw_times)
-            result = Result(
-                operation=f"{op.name} ({actor.label})",
-                db=db_name,
-                n=len(times),
-                median_ms=round(median, 2),
-                p95_ms=round(p95(times), 2),
-                raw_sql_ms=round(raw_median, 2),
-                target_ms=TARGET_MS,
-                queries=count,
-                raw_queries=raw_count,
-                overhead_ratio=round(median / raw_median, 1) if raw_median > 0 else math.inf,
-                raw_p95_ms=round(p95(raw_times), 2),
-            )
+            result = make_result(f"{op.name} ({actor.label})", db_name, times, count, raw_times, raw_count)
             results.append(result)
             print(result.line(), flush=True)
             for statement in statements:
                 print(f"    SQL: {statement[:300]}", flush=True)
     return results
+
+
+def make_result(
+    name: str, db_name: str, times: list[float], count: int, raw_times: list[float], raw_count: int
+) -> Result:
+    median, raw_median = statistics.median(times), statistics.median(raw_times)
+    return Result(
+        operation=name,
+        db=db_name,
+        n=len(times),
+        median_ms=round(median, 2),
+        p95_ms=round(p95(times), 2),
+        raw_sql_ms=round(raw_median, 2),
+        target_ms=TARGET_MS,
+        queries=count,
+        raw_queries=raw_count,
+        overhead_ratio=round(median / raw_median, 1) if raw_median > 0 else math.inf,
+        raw_p95_ms=round(p95(raw_times), 2),
+    )
+
+
+#: the ordinary requests whose cost with and without custom fields defined is compared
+OVERHEAD_OPERATIONS = ("customer list page 1", "REST list")
+#: blocks of --repeat requests, alternating so that drift hits both sides alike (ABBA)
+OVERHEAD_BLOCKS = (True, False, False, True, True, False)
+
+
+def measure_overhead(
+    app: Flask, args: argparse.Namespace, actors: list[Actor], queries: QueryLog, db_name: str
+) -> tuple[list[Result], list[dict[str, Any]]]:
+    """Server time of ordinary lists with the 10 custom fields live vs all archived (which hides
+    them from the engine), same data, same run; the fields are restored at the end."""
+    operations = [op for op in OPERATIONS if op.name in OVERHEAD_OPERATIONS]
+    samples: dict[tuple[str, str, bool], list[float]] = {}
+    counts: dict[tuple[str, str, bool], int] = {}
+    toggles: list[float] = []
+    print(f"\nengine overhead: {len(OVERHEAD_BLOCKS)} alternating blocks, fields live / archived", flush=True)
+    try:
+        for live in OVERHEAD_BLOCKS:
+            toggles.append(custom.set_archived(app, not live))
+            for op in operations:
+                for actor in actors:
+                    times, count, _statements = time_requests(op, actor, args.warmup, queries, False)
+                    samples.setdefault((op.name, actor.label, live), []).extend(times)
+                    counts[(op.name, actor.label, live)] = count
+    finally:
+        custom.set_archived(app, False)
+    results, summary = [], []
+    print()
+    print(
+        f"{'ordinary request':<48}{'median 10 cf':<14}{'median 0 cf':<13}{'diff_ms':<9}{'diff_%':<8}"
+        "queries 10 cf / 0 cf"
+    )
+    for op in operations:
+        for actor in actors:
+            raw_times, raw_count = time_raw(app, op, actor, args.warmup, queries)
+            with_cf, without = samples[(op.name, actor.label, True)], samples[(op.name, actor.label, False)]
+            row = {
+                "operation": f"{op.name} ({actor.label})",
+                "db": db_name,
+                "n_each": len(with_cf),
+                "median_ms_with_10_fields": round(statistics.median(with_cf), 2),
+                "median_ms_without_fields": round(statistics.median(without), 2),
+                "p95_ms_with_10_fields": round(p95(with_cf), 2),
+                "p95_ms_without_fields": round(p95(without), 2),
+                "queries_with_10_fields": counts[(op.name, actor.label, True)],
+                "queries_without_fields": counts[(op.name, actor.label, False)],
+            }
+            diff = row["median_ms_with_10_fields"] - row["median_ms_without_fields"]
+            row["overhead_ms"] = round(diff, 2)
+            row["overhead_pct"] = round(100 * diff / row["median_ms_without_fields"], 1)
+            summary.append(row)
+            print(
+                f"{row['operation']:<48}{row['median_ms_with_10_fields']:<14.1f}"
+                f"{row['median_ms_without_fields']:<13.1f}{diff:<9.1f}{row['overhead_pct']:<8.1f}"
+                f"{row['queries_with_10_fields']} / {row['queries_without_fields']}",
+                flush=True,
+            )
+            for live, label in ((True, "10 cf defined"), (False, "no cf")):
+                name = f"{op.name}, {label} ({actor.label})"
+                key = (op.name, actor.label, live)
+                results.append(make_result(name, db_name, samples[key], counts[key], raw_times, raw_count))
+    toggle_ms = round(1000 * statistics.median(toggles), 1)
+    print(f"(archiving or restoring the 10 fields through the service: {toggle_ms} ms median)")
+    summary.append({"archive_or_restore_10_fields_ms": toggle_ms})
+    return results, summary
 
 
 def failed(op: Operation, actor: Actor, db_name: str, exc: Exception) -> Result:
@@ -626,11 +672,11 @@ def failed(op: Operation, actor: Actor, db_name: str, exc: Exception) -> Result:
 
 def print_query_counts(results: list[Result]) -> None:
     print()
-    print(f"{'operation':<35}{'queries':<9}{'raw_queries':<13}{'page/raw':<10}raw_p95_ms")
+    print(f"{'operation':<48}{'queries':<9}{'raw_queries':<13}{'page/raw':<10}raw_p95_ms")
     for r in results:
         if r.error:
             continue
-        print(f"{r.operation:<35}{r.queries:<9}{r.raw_queries:<13}{r.overhead_ratio:<10}{r.raw_p95_ms}")
+        print(f"{r.operation:<48}{r.queries:<9}{r.raw_queries:<13}{r.overhead_ratio:<10}{r.raw_p95_ms}")
 
 
 def write_json(
@@ -694,13 +740,26 @@ def main(argv: list[str] | None = None) -> int:
     app = make_app(url_string)
     info = build(app, args)
     print(f"customers: {info['customers']:,}  contacts: {info['contacts']:,}", flush=True)
+    if args.custom_fields:
+        info["custom_fields"] = custom.prepare(app, args.seed)
     if args.build_only:
         return 0
     with app.app_context():
         queries = QueryLog(db.engine)
     rng = random.Random(args.seed)
     actors = make_actors(app, args.warmup + args.repeat, rng)
-    results = run_operations(app, args, actors, queries, db_name)
+    operations = OPERATIONS + (custom.OPERATIONS if args.custom_fields else [])
+    operations = [op for op in operations if selected(args, op.name)]
+    cf_operations = [op for op in custom.OPERATIONS if op in operations]
+    if cf_operations:
+        info["custom_field_checks"] = custom.verify(app, cf_operations, actors, args.warmup)
+    results = run_operations(app, args, actors, queries, db_name, operations)
+    if args.custom_fields and selected(args, "engine overhead"):
+        overhead_results, info["engine_overhead"] = measure_overhead(app, args, actors, queries, db_name)
+        results.extend(overhead_results)
+    if cf_operations and args.explain:
+        names = [op.name for op in cf_operations]
+        custom.explain(app, names, [(a.label, a.user_id, a.probes[args.warmup]) for a in actors])
     print_query_counts(results)
     path = write_json(db_name, url, args, info, results)
     print(f"\nwritten {path.relative_to(BENCH_DIR.parent)}")

@@ -30,10 +30,12 @@ from playwright.sync_api import (
     Response,
     sync_playwright,
 )
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from app.customers import contact_service, customer_service
 from app.extensions import db
+from customfields.definitions import CustomField
 from models.customers import Contact, Customer
 from tests.conftest import PASSWORD, unique_mobile, unique_name, user
 
@@ -299,5 +301,49 @@ def test_region_selects_cascade(server: Server, customer_id: int) -> None:
         page.wait_for_function("document.querySelectorAll('#district option').length > 1")
         districts = page.eval_on_selector_all("#district option", "els => els.map(o => o.textContent)")
         assert {"东营区", "河口区", "垦利区", "利津县", "广饶县"} <= set(districts)
+        problems = monitor.report()
+    assert not problems, problems
+
+
+def test_a_custom_field_defined_in_the_browser_is_used_at_once(
+    server: Server, customer_id: int, clean_custom_fields: None
+) -> None:
+    """The admin defines a select field on the definition screen (only the options of the type
+    are shown); the customer list at once offers it as a filter, which finds the right record."""
+    api_name = f"grade_{unique_name('')[-5:].replace('-', '')}"
+    with admin_page(server) as (page, monitor):
+        visit(page, monitor, f"{server.url}/customfieldview/add")
+        page.select_option("#entity", "customer")
+        page.select_option("#field_type", "formula")
+        assert page.locator("#formula").is_visible() and not page.locator("#choices").is_visible()
+        page.select_option("#field_type", "select")
+        assert page.locator("#choices").is_visible() and not page.locator("#formula").is_visible()
+        page.fill("#api_name", api_name)
+        page.fill("#label_zh", "资质等级")
+        page.fill("#choices", "甲级\n乙级")
+        page.check("#show_in_list")
+        with page.expect_navigation():
+            page.click("#model_form button[type=submit], #model_form input[type=submit]")
+        monitor.settle(page)
+        saved = db.session.scalar(select(CustomField).where(CustomField.api_name == api_name))
+        assert saved is not None and saved.choices == ["甲级", "乙级"], page.inner_text("body")[:800]
+
+        customer = db.session.get(Customer, customer_id)
+        customer_service.save(db.session, customer, user("admin"))  # no value yet
+        customer.custom = {**(customer.custom or {}), api_name: "甲级"}
+        customer_service.save(db.session, customer, user("admin"))
+
+        visit(page, monitor, f"{server.url}/customerview/list/")
+        assert "资质等级" in (page.text_content("table thead") or "")
+        page.click("#accordion1 .accordion-toggle")  # open the search panel
+        page.click("#filter_form .dropdown-toggle")
+        page.click(f"#filter_form a.filter[name=custom__{api_name}]")
+        page.locator(f"#filter_form select[name$=custom__{api_name}]").select_option("甲级")
+        with page.expect_navigation():
+            page.click("#filter_form button[type=submit]")
+        monitor.settle(page)
+        assert f"custom__{api_name}=" in page.url
+        listed = page.inner_text(".table-responsive table")  # the list, not the filter rows
+        assert customer.name in listed and "甲级" in listed
         problems = monitor.report()
     assert not problems, problems

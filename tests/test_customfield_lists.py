@@ -16,7 +16,7 @@ from customfields.indexes import existing_indexes
 from customfields.query import filter_condition, order_by
 from models.customers import Customer
 from tests.conftest import unique_name
-from tests.customfield_support import define, rison_list
+from tests.customfield_support import create_customer, define, rison_list
 
 pytestmark = pytest.mark.usefixtures("clean_custom_fields")
 
@@ -128,6 +128,25 @@ def test_hidden_fields_are_not_offered_as_filters(api_as, login_as) -> None:
     define(api_as, field_type="text", label_zh="内部评分项", visible_roles=["Admin"])
     assert "内部评分项" not in login_as("rep_a").get("/customerview/list/").get_data(as_text=True)
     assert "内部评分项" in login_as("admin").get("/customerview/list/").get_data(as_text=True)
+
+
+def test_search_box_finds_indexed_custom_values(api_as) -> None:
+    licence = define(api_as, field_type="text", label_zh="危化品经营许可证号", indexed=True)["api_name"]
+    secret = define(api_as, field_type="text", indexed=True, visible_roles=["Admin"])["api_name"]
+    number = f"鲁危化经字[2026]{unique_name('')[-6:]}"
+    created = create_customer(api_as, "rep_a", **{licence: number})
+    assert created.status_code == 201, created.json
+    admin, admin_headers = api_as("admin")
+    url = f"/api/v1/customer/{created.json['id']}"
+    assert admin.put(url, json={"custom": {secret: number + "X"}}, headers=admin_headers).status_code == 200
+    client, headers = api_as("rep_a")
+    hits = client.get("/api/v1/search/", query_string={"q": number}, headers=headers).json["result"]
+    assert created.json["id"] in {hit["id"] for hit in hits if hit["kind"] == "customer"}
+    hidden = client.get("/api/v1/search/", query_string={"q": number + "X"}, headers=headers).json["result"]
+    assert created.json["id"] not in {hit["id"] for hit in hidden}  # the rep may not see that field
+    other, other_headers = api_as("rep_c")  # outside rep_c's data scope
+    theirs = other.get("/api/v1/search/", query_string={"q": number}, headers=other_headers).json["result"]
+    assert created.json["id"] not in {hit["id"] for hit in theirs}
 
 
 # --- indexes ----------------------------------------------------------------------------------

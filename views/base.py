@@ -28,9 +28,9 @@ from flask_appbuilder.widgets import ListWidget
 from flask_babel import get_locale, lazy_gettext
 from markupsafe import Markup
 from marshmallow import ValidationError
-from sqlalchemy import inspect
+from sqlalchemy import Boolean, inspect
 from sqlalchemy.orm import selectinload
-from wtforms import SelectField
+from wtforms import BooleanField, SelectField
 
 from app.access import (
     DataScopeFilter,
@@ -214,6 +214,18 @@ def choice_fields(model: type, label_columns: dict[str, Any]) -> dict[str, Selec
     return fields
 
 
+def boolean_fields(model: type, label_columns: dict[str, Any]) -> dict[str, BooleanField]:
+    """Checkboxes for boolean columns. FAB marks a NOT NULL boolean's checkbox `required`, and a
+    browser then refuses the form until every such box is ticked: "no" is a valid answer."""
+    fields = {}
+    for column in inspect(model).columns:
+        if isinstance(column.type, Boolean) and not column.primary_key:
+            fixed = column.default is not None and not callable(column.default.arg)
+            default = column.default.arg if fixed else False
+            fields[column.key] = BooleanField(label_columns.get(column.key, column.key), default=default)
+    return fields
+
+
 class CappedCountListWidget(ListWidget):
     """The list table, whose header says "10000+" when the capped count ran out."""
 
@@ -281,6 +293,9 @@ class CrmModelView(ModelView):
             self.add_title = self.add_title or lazy_gettext("新建%(name)s", name=self.list_title)
             self.edit_title = self.edit_title or lazy_gettext("编辑%(name)s", name=self.list_title)
             self.show_title = self.show_title or lazy_gettext("%(name)s详情", name=self.list_title)
+        checkboxes = boolean_fields(model, self.label_columns)
+        self.add_form_extra_fields = {**checkboxes, **(self.add_form_extra_fields or {})}
+        self.edit_form_extra_fields = {**checkboxes, **(self.edit_form_extra_fields or {})}
         service = service_for(model)
         if service is not None:
             selects = choice_fields(model, self.label_columns)

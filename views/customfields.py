@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import request, send_file
 from flask_appbuilder.api import BaseApi, expose
+from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.security.decorators import protect
 from flask_babel import lazy_gettext as _
-from wtforms import StringField, TextAreaField
+from wtforms import SelectField, StringField, TextAreaField
 
 from app.access import current_actor, role_names
-from app.customfields import ENTITY_MODELS, file_store, visible_fields, visible_records
+from app.customfields import ENTITY_MODELS, FIELD_TYPE_CHOICES, file_store, visible_fields, visible_records
 from app.extensions import db
 from customfields.definitions import CustomField
+from customfields.types import FIELD_TYPES
 from views.base import CrmInterface, CrmModelApi, CrmModelView
 
 LABELS = {
@@ -66,8 +70,21 @@ class ListAsTextField(TextAreaField):
         return "\n".join(self.data) if isinstance(self.data, list) else (self.data or "")
 
 
+def _type_options(form: object = None, field: object = None) -> list[tuple[str, str]]:
+    return FIELD_TYPE_CHOICES.options()  # per form instance: labels in the request's language
+
+
 def _text_fields() -> dict:
+    # the type select tells crm.js which per-type options to show
+    options = json.dumps({code: sorted(handler.options) for code, handler in FIELD_TYPES.items()})
     return {
+        "field_type": SelectField(
+            LABELS["field_type"],
+            choices=_type_options,
+            widget=Select2Widget(),
+            validate_choice=False,
+            render_kw={"data-type-options": options},
+        ),
         "choices": ListAsTextField(LABELS["choices"]),
         "visible_roles": ListAsTextField(LABELS["visible_roles"]),
         "file_types": ListAsTextField(LABELS["file_types"]),

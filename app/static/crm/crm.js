@@ -72,3 +72,27 @@
     });
   });
 })(jQuery);
+
+/* Custom-field definitions: show only the options the chosen type uses (the type select lists
+   them in data-type-options); options of other types are emptied when the form is sent. */
+(function ($) {
+  "use strict";
+  $(function () {
+    var type = $("#field_type");
+    var byType = type.data("type-options");
+    if (!type.length || !byType) { return; }
+    var all = [];
+    $.each(byType, function (_, names) { $.each(names, function (_, n) { if (all.indexOf(n) < 0) { all.push(n); } }); });
+    function rowOf(name) { return $("#" + name).closest("tr, .form-group"); }
+    function refresh() {
+      var wanted = byType[type.val()] || [];
+      $.each(all, function (_, name) { rowOf(name).toggle(wanted.indexOf(name) >= 0); });
+    }
+    type.on("change", refresh);
+    refresh();
+    type.closest("form").on("submit", function () {
+      var wanted = byType[type.val()] || [];
+      $.each(all, function (_, name) { if (wanted.indexOf(name) < 0) { $("#" + name).val(""); } });
+    });
+  });
+})(jQuery);
