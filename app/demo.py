@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session
 from stdnum.cn import uscc
 
 from app.customers import contact_service, customer_service
+from app.customfields import CustomFieldService
 from app.security import generate_password
+from customfields.definitions import CustomField
 from models.base import utcnow
 from models.customers import Contact, Customer, CustomerGroup, Industry, Region, Tag
 from models.security import CrmUser, Department
@@ -141,6 +143,53 @@ DEMO_TAGS = ["重点跟进", "老客户", "政府合作", "危化品资质", "�
 DEMO_GROUPS = ["年度大客户", "东营本地客户", "春季促销目标", "售后回访名单"]
 
 
+#: the Dongying company's own customer fields (the custom-field engine at work in the demo)
+LOCAL_INDUSTRIES = ["石油化工", "橡胶轮胎", "有色金属", "造纸", "纺织", "农业", "海洋渔业"]
+# fmt: off
+DEMO_FIELDS: list[dict[str, Any]] = [
+    {"api_name": "hazchem_licence", "label_zh": "危化品经营许可证号",
+     "label_en": "Hazardous chemicals licence", "field_type": "text", "section": "资质",
+     "unique": True, "indexed": True,
+     "help_text": "如 鲁东危化经字[2026]0001"},
+    {"api_name": "gov_cooperation", "label_zh": "与东营政府部门的合作关系",
+     "label_en": "Cooperation with Dongying government", "field_type": "select", "section": "资质",
+     "choices": ["无", "一般", "密切", "战略合作"], "indexed": True},
+    {"api_name": "local_industries", "label_zh": "东营本地产业关联", "label_en": "Local industries",
+     "field_type": "multi_select", "section": "资质", "choices": LOCAL_INDUSTRIES},
+    {"api_name": "annual_volume_t", "label_zh": "年采购量(吨)", "label_en": "Annual volume (t)",
+     "field_type": "decimal", "section": "采购", "min_value": "0", "indexed": True, "show_in_list": True},
+    {"api_name": "unit_price", "label_zh": "平均单价(元/吨)", "label_en": "Average price (CNY/t)",
+     "field_type": "currency", "section": "采购", "min_value": "0"},
+    {"api_name": "annual_amount", "label_zh": "年采购额", "label_en": "Annual purchases",
+     "field_type": "formula", "section": "采购", "formula": "ROUND(annual_volume_t * unit_price, 2)"},
+    {"api_name": "first_order_date", "label_zh": "首次合作日期", "label_en": "First order",
+     "field_type": "date", "section": "采购"},
+    {"api_name": "cooperation_days", "label_zh": "合作天数", "label_en": "Days as a customer",
+     "field_type": "formula", "section": "采购", "formula": "DAYS(TODAY(), first_order_date)"},
+]
+# fmt: on
+
+
+def define_demo_fields(session: Session) -> None:
+    """The demo company's custom fields, defined through the engine like an admin would."""
+    service = CustomFieldService()
+    for position, definition in enumerate(DEMO_FIELDS):
+        service.save(session, CustomField(entity="customer", position=position, **definition), None)
+
+
+def demo_custom_values(rng: random.Random, number: int) -> dict[str, Any]:
+    """Believable values of the demo fields for a company customer."""
+    first = utcnow().date().replace(year=rng.randint(2012, 2025), day=rng.randint(1, 28))
+    return {
+        "hazchem_licence": f"鲁东危化经字[{rng.randint(2019, 2026)}]{number:04d}",
+        "gov_cooperation": rng.choice(["无", "一般", "一般", "密切", "战略合作"]),
+        "local_industries": rng.sample(LOCAL_INDUSTRIES, rng.randint(1, 3)),
+        "annual_volume_t": str(rng.choice([50, 120, 300, 800, 1500, 4000]) + rng.randint(0, 99)),
+        "unit_price": f"{rng.randint(2800, 9800)}.00",
+        "first_order_date": first.isoformat(),
+    }
+
+
 def is_empty(session: Session) -> bool:
     return not session.scalar(select(func.count()).select_from(select(Customer.id).limit(1).subquery()))
 
@@ -205,6 +254,7 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
     session.commit()
     industries = {i.name: i for i in session.scalars(select(Industry))}
     reps = [u for u in users.values() if u.username.startswith(("rep_", "manager_"))]
+    define_demo_fields(session)
     customers = contacts = 0
     for i in range(60):
         owner = rng.choice(reps)
@@ -253,6 +303,7 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
                 locality="local" if local else "remote",
                 credit_limit=rng.choice([None, 50000, 200000, 1000000]),
                 owner_id=owner.id,
+                custom=demo_custom_values(rng, i + 1),
             )
         customer.tags = rng.sample(tags, rng.randint(0, 2))
         customer.groups = rng.sample(groups, rng.randint(0, 1))

@@ -147,26 +147,33 @@ def current_version(session: Session) -> int:
 
 
 class _Cache:
-    """Per-process definitions by entity, valid for one version number."""
+    """Per-process definitions by entity, valid for one version number of one database."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.version = -1
-        self.by_entity: dict[str, list[dict[str, Any]]] = {}
+        #: database URL -> (version, definitions by entity)
+        self.by_database: dict[str, tuple[int, dict[str, list[dict[str, Any]]]]] = {}
 
     def definitions(self, session: Session, entity: str) -> list[CustomField]:
         version = current_version(session)
+        database = database_key(session)
         with self.lock:
-            if version != self.version:
+            cached_version, by_entity = self.by_database.get(database, (-1, {}))
+            if version != cached_version:
                 rows = session.scalars(
                     select(CustomField).order_by(CustomField.entity, CustomField.position, CustomField.id)
                 ).all()
-                by_entity: dict[str, list[dict[str, Any]]] = {}
+                by_entity = {}
                 for row in rows:
                     by_entity.setdefault(row.entity, []).append(_snapshot(row))
-                self.by_entity, self.version = by_entity, version
-            snapshots = self.by_entity.get(entity, [])
+                self.by_database[database] = (version, by_entity)
+            snapshots = by_entity.get(entity, [])
         return [_detached(snapshot) for snapshot in snapshots]
+
+
+def database_key(session: Session) -> str:
+    """Which database a session talks to (a process may serve several: tests, tools)."""
+    return session.get_bind().url.render_as_string(hide_password=True)
 
 
 def _snapshot(row: CustomField) -> dict[str, Any]:

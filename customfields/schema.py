@@ -12,7 +12,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields
 
-from customfields.definitions import CustomField, current_version, definitions
+from customfields.definitions import CustomField, current_version, database_key, definitions
 from customfields.query import storage_kind
 
 #: OpenAPI description of what each stored type looks like in JSON
@@ -66,13 +66,14 @@ class CustomValue(fields.Field):
             raise ValidationError(str(exc)) from None
 
 
-_cache: dict[tuple[int, str, frozenset[str] | None], type[Schema]] = {}
+_cache: dict[tuple[str, int, str, frozenset[str] | None], type[Schema]] = {}
 _lock = threading.Lock()
 
 
 def entity_schema(session: Any, entity: str, role_names: set[str] | None) -> type[Schema]:
     """The schema class of the custom values `role_names` may see on `entity` (None: all)."""
-    key = (current_version(session), entity, frozenset(role_names) if role_names is not None else None)
+    roles = frozenset(role_names) if role_names is not None else None
+    key = (database_key(session), current_version(session), entity, roles)
     with _lock:
         cached = _cache.get(key)
     if cached is not None:
