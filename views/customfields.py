@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 
-from flask import request, send_file
+from flask import current_app, request, send_file
 from flask_appbuilder.api import BaseApi, expose
-from flask_appbuilder.fieldwidgets import Select2Widget
+from flask_appbuilder.fieldwidgets import (
+    BS3TextAreaFieldWidget,
+    BS3TextFieldWidget,
+    Select2ManyWidget,
+    Select2Widget,
+)
 from flask_appbuilder.security.decorators import protect
 from flask_babel import lazy_gettext as _
-from wtforms import SelectField, StringField, TextAreaField
+from wtforms import SelectField, SelectMultipleField, StringField, TextAreaField
 
 from app.access import current_actor, role_names
 from app.customfields import ENTITY_MODELS, FIELD_TYPE_CHOICES, file_store, visible_fields, visible_records
@@ -70,6 +75,11 @@ class ListAsTextField(TextAreaField):
         return "\n".join(self.data) if isinstance(self.data, list) else (self.data or "")
 
 
+def _role_options(form: object = None, field: object = None) -> list[tuple[str, str]]:
+    """The roles a field can be shown to or edited by (read per form: roles change at run time)."""
+    return [(role.name, role.name) for role in current_app.appbuilder.sm.get_all_roles()]
+
+
 def _type_options(form: object = None, field: object = None) -> list[tuple[str, str]]:
     return FIELD_TYPE_CHOICES.options()  # per form instance: labels in the request's language
 
@@ -85,12 +95,18 @@ def _text_fields() -> dict:
             validate_choice=False,
             render_kw={"data-type-options": options},
         ),
-        "choices": ListAsTextField(LABELS["choices"]),
-        "visible_roles": ListAsTextField(LABELS["visible_roles"]),
-        "file_types": ListAsTextField(LABELS["file_types"]),
-        "formula": TextAreaField(LABELS["formula"], description=FORMULA_HELP),
-        "editable_roles": ListAsTextField(LABELS["editable_roles"]),
-        "default": StringField(LABELS["default"]),
+        "choices": ListAsTextField(LABELS["choices"], widget=BS3TextAreaFieldWidget()),
+        "file_types": ListAsTextField(LABELS["file_types"], widget=BS3TextAreaFieldWidget()),
+        "formula": TextAreaField(
+            LABELS["formula"], description=FORMULA_HELP, widget=BS3TextAreaFieldWidget()
+        ),
+        "visible_roles": SelectMultipleField(
+            LABELS["visible_roles"], choices=_role_options, widget=Select2ManyWidget(), validate_choice=False
+        ),
+        "editable_roles": SelectMultipleField(
+            LABELS["editable_roles"], choices=_role_options, widget=Select2ManyWidget(), validate_choice=False
+        ),
+        "default": StringField(LABELS["default"], widget=BS3TextFieldWidget()),
     }
 
 
