@@ -376,3 +376,37 @@ def test_chosen_custom_fields_show_as_list_columns(api_as, login_as) -> None:
     header = page.split("<thead>", 1)[1].split("</thead>", 1)[0]
     assert "年采购量(吨)" in header and "3500" in page
     assert "不在列表" not in header  # offered as a filter, not shown as a column
+
+
+FORM_CASES = [case for case in TYPE_CASES if case[0] not in ("long_text", "boolean")]
+
+
+@pytest.mark.parametrize(("field_type", "options", "good", "stored", "bad"), FORM_CASES)
+def test_every_type_through_the_form(api_as, login_as, field_type, options, good, stored, bad) -> None:
+    """The add form: a good value is stored as the API stores it; a bad one is shown under the
+    field, the input is kept and nothing is written."""
+    name = define(api_as, field_type=field_type, label_zh="表单字段", **options)["api_name"]
+    client = login_as("rep_a")
+    base = {"kind": "company", "level": "normal", "status": "prospect"}
+    good_name = unique_name("表单类型")
+    saved = client.post("/customerview/add", data={**base, "name": good_name, f"custom__{name}": good})
+    assert saved.status_code == 302, saved.get_data(as_text=True)[-2000:]
+    customer = db.session.scalar(select(Customer).where(Customer.name == good_name))
+    assert customer.custom[name] == stored
+    bad_name = unique_name("表单类型")
+    refused = client.post("/customerview/add", data={**base, "name": bad_name, f"custom__{name}": bad})
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 200 and "alert alert-danger" in page and bad_name in page
+    assert db.session.scalar(select(func.count()).where(Customer.name == bad_name)) == 0
+
+
+def test_boolean_through_the_form(api_as, login_as) -> None:
+    name = define(api_as, field_type="boolean", label_zh="是否危化品客户")["api_name"]
+    client = login_as("rep_a")
+    base = {"kind": "company", "level": "normal", "status": "prospect"}
+    for ticked in (True, False):
+        customer_name = unique_name("布尔")
+        data = {**base, "name": customer_name, **({f"custom__{name}": "y"} if ticked else {})}
+        assert client.post("/customerview/add", data=data).status_code == 302
+        customer = db.session.scalar(select(Customer).where(Customer.name == customer_name))
+        assert customer.custom[name] is ticked
