@@ -156,6 +156,8 @@ class CustomFieldService(RecordService):
             errors.add("entity", str(_("字段所属对象创建后不能修改")))
         if not errors.errors and model is not None:
             check_formulas_still_valid(session, model, candidate, errors)
+        if not errors.errors and candidate.field_type == "formula":
+            check_formula_visibility(session, candidate, names, errors)
         if not errors.errors and previous is not None and previous.field_type != candidate.field_type:
             check_type_change(session, model, candidate, errors)
 
@@ -233,6 +235,26 @@ def check_formulas_still_valid(
         evaluation_order(compiled)
     except FormulaError as exc:
         errors.add("formula", str(exc))
+
+
+def check_formula_visibility(
+    session: Session, candidate: CustomField, names: dict[str, str], errors: ErrorCollector
+) -> None:
+    """A formula shows what it reads: it may not be visible to more roles than its inputs."""
+    inputs = compile_formula(candidate.formula or "", names).inputs
+    shown_to = set(candidate.visible_roles or [])
+    for field in definitions(session, candidate.entity, include_archived=True):
+        if (
+            field.api_name in inputs
+            and field.visible_roles
+            and not (shown_to and shown_to <= set(field.visible_roles))
+        ):
+            message = _(
+                "公式读取了字段 %(name)s,它只对 %(roles)s 可见;公式字段的可见角色不能比它更宽",
+                name=field.api_name,
+                roles=", ".join(field.visible_roles),
+            )
+            errors.add("visible_roles", str(message))
 
 
 def recompute_formulas(

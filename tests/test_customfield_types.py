@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from app.extensions import db
 from models.customers import Customer
 from tests.conftest import unique_name
-from tests.customfield_support import create_customer, define, rison_list
+from tests.customfield_support import create_customer, define, names, rison_list
 
 pytestmark = pytest.mark.usefixtures("clean_custom_fields")
 
@@ -22,7 +22,7 @@ def definition_errors(api_as: Any, **definition: Any) -> dict[str, Any]:
     body = {
         "entity": "customer",
         "label_zh": "字段",
-        "api_name": f"bad_{unique_name('x')[-6:]}",
+        "api_name": f"bad_{next(names)}",
         **definition,
     }
     response = client.post("/api/v1/customfield/", json=body, headers=headers)
@@ -236,3 +236,10 @@ def test_files_through_the_form(api_as, login_as) -> None:
     refused = client.post("/customerview/add", data=bad, content_type="multipart/form-data")
     assert refused.status_code == 200 and "不符" in refused.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(Customer)) == before
+
+
+def test_a_formula_may_not_show_a_hidden_input_to_more_roles(api_as) -> None:
+    margin = define(api_as, field_type="decimal", visible_roles=["Admin", "Finance"])["api_name"]
+    errors = definition_errors(api_as, field_type="formula", formula=f"{margin} * 2")
+    assert "visible_roles" in errors and margin in errors["visible_roles"][0]
+    define(api_as, field_type="formula", formula=f"{margin} * 2", visible_roles=["Finance"])
