@@ -9,7 +9,7 @@ from flask import Flask, Response, current_app, redirect, url_for
 from flask_appbuilder import AppBuilder
 
 import config
-from app import cli, customers, customfields  # noqa: F401  (they register their services)
+from app import cli, customers, customfields, sales  # noqa: F401  (they register their services)
 from app.extensions import csrf, db, migrate
 from views import register_all
 

@@ -147,7 +147,10 @@ def owner_clause(session: Session, model: type, user: CrmUser | None) -> ColumnE
 #: Shared lists every user works with, deliberately not filtered by data scope (editing them is
 #: a matter of role permissions). A new model must be scoped or named here (tests check it).
 UNSCOPED_MODELS = frozenset(
-    {"Region", "Industry", "Tag", "CustomerGroup", "Department", "RoleDataScope", "CrmUser", "CustomField"}
+    {
+        "Region", "Industry", "Tag", "CustomerGroup", "Department", "RoleDataScope", "CrmUser", "CustomField",
+        "Product", "Pipeline", "Stage",
+    }  # fmt: skip
 )
 
 

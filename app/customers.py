@@ -11,10 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import validators
-from app.access import assignable_user_ids, scope_clause
-from app.errors import AccessDenied, ErrorCollector
+from app.errors import ErrorCollector
 from app.regions import parse_address
-from app.services import RecordService, service_for, text_up_to
+from app.services import OwnedRecordService, RecordService, require_visible, service_for, text_up_to
 from models.customers import (
     COMPANY_SIZES,
     CUSTOMER_KINDS,
@@ -96,7 +95,7 @@ def check_region(session: Session, values: dict[str, Any], errors: ErrorCollecto
         values["province_code"] = parent
 
 
-class CustomerService(RecordService):
+class CustomerService(OwnedRecordService):
     model = Customer
     choices = {
         "kind": CUSTOMER_KINDS,
@@ -132,12 +131,7 @@ class CustomerService(RecordService):
         if values.get("credit_limit") is not None and values["credit_limit"] < 0:
             errors.add("credit_limit", _("信用额度不能为负数"))
         check_region(session, values, errors)
-        if pk is not None and not values.get("owner_id"):
-            errors.add("owner", _("请选择负责人"))  # a new record defaults to its creator
-        if values.get("owner_id"):
-            values["department_id"] = session.scalar(
-                select(CrmUser.department_id).where(CrmUser.id == values["owner_id"])
-            )
+        self.check_owner(session, values, pk, errors)
         self.check_duplicates(session, values, pk, errors)
 
     def check_duplicates(
@@ -167,19 +161,6 @@ class CustomerService(RecordService):
                         owner=str(owner) if owner else _("无"),
                     ),
                 )
-
-    def before_save(self, session: Session, item: Customer, actor: CrmUser | None, is_new: bool) -> None:
-        if is_new and item.owner_id is None and item.owner is None and actor is not None:
-            item.owner = session.get(CrmUser, actor.id)  # the relationship, which wins at flush
-
-    def authorize(self, session: Session, item: Customer, actor: CrmUser | None) -> None:
-        """A user may only give a customer to someone inside their own data scope."""
-        if actor is None:
-            return
-        owner_id = item.owner.id if item.owner is not None else item.owner_id
-        allowed = assignable_user_ids(session, actor)
-        if allowed is not None and owner_id not in allowed:
-            raise AccessDenied({"owner": [_("您只能把客户分配给自己数据权限内的人员")]})
 
 
 class ContactService(RecordService):
@@ -215,13 +196,8 @@ class ContactService(RecordService):
 
     def authorize(self, session: Session, item: Contact, actor: CrmUser | None) -> None:
         """A contact may only be attached to a customer the actor can see."""
-        if actor is None:
-            return
         customer_id = item.customer.id if item.customer is not None else item.customer_id
-        clause = scope_clause(session, Customer, actor)
-        visible = session.scalar(select(Customer.id).where(Customer.id == customer_id, clause))
-        if visible is None:
-            raise AccessDenied({"customer": [_("您无权访问该客户")]})
+        require_visible(session, Customer, customer_id, actor, "customer", _("客户"))
 
 
 customer_service = service_for(Customer)

@@ -56,3 +56,10 @@ class ErrorCollector:
     def raise_if_any(self) -> None:
         if self.errors:
             raise ValidationFailed(self.errors)
+
+
+class Conflict(DomainError):
+    """The request would duplicate an existing record; the caller chooses (409), e.g. attach a
+    converted lead to the customer that already exists."""
+
+    status = 409

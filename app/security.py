@@ -32,14 +32,25 @@ SELF_SERVICE = [
     (r"CustomFileApi", r"can_(get|post)"),  # the API itself checks record scope and field rights
 ]
 CUSTOMER_DATA = r"(Customer|Contact)(View|Api)"
+SALES_DATA = r"(Lead|Opportunity|Interaction|Task)(View|Api)"
+SALES_SETUP = r"(Product|Pipeline|Stage|StageChange)(View|Api)"
 EXPORT = (r"(Customer|Contact)View", r"can_export")  # CSV of whole lists: not for every rep
 REFERENCE_DATA = r"(Industry|Tag|CustomerGroup|Region)(View|Api)"
 
 #: Built-in roles: (view name regex, permission regex) pairs, applied by `flask crm init`.
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
-    "Sales Rep": [(CUSTOMER_DATA, WRITE), (REFERENCE_DATA, READ), *SELF_SERVICE],
+    "Sales Rep": [
+        (CUSTOMER_DATA, WRITE),
+        (SALES_DATA, WRITE),
+        (SALES_SETUP, READ),
+        (REFERENCE_DATA, READ),
+        *SELF_SERVICE,
+    ],
     "Sales Manager": [
         (CUSTOMER_DATA, WRITE),
+        (SALES_DATA, WRITE),
+        (r"ProductView|ProductApi", WRITE),
+        (SALES_SETUP, READ),
         EXPORT,
         (r"(Tag|CustomerGroup)(View|Api)", WRITE),
         (REFERENCE_DATA, READ),
@@ -48,6 +59,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     ],
     "Marketing": [
         (CUSTOMER_DATA, READ),
+        (r"Lead(View|Api)", WRITE),
+        (SALES_SETUP, READ),
         EXPORT,
         (r"(Tag|CustomerGroup)(View|Api)", WRITE),
         (REFERENCE_DATA, READ),
@@ -56,12 +69,22 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Support Agent": [
         (r"Customer(View|Api)", READ),
         (r"Contact(View|Api)", WRITE),
+        (r"(Interaction|Task)(View|Api)", WRITE),
         (REFERENCE_DATA, READ),
         *SELF_SERVICE,
     ],
-    "Finance": [(CUSTOMER_DATA, READ), EXPORT, (REFERENCE_DATA, READ), *SELF_SERVICE],
+    "Finance": [
+        (CUSTOMER_DATA, READ),
+        (SALES_DATA, READ),
+        (SALES_SETUP, READ),
+        EXPORT,
+        (REFERENCE_DATA, READ),
+        *SELF_SERVICE,
+    ],
     "Read Only": [
         (CUSTOMER_DATA, READ),
+        (SALES_DATA, READ),
+        (SALES_SETUP, READ),
         (REFERENCE_DATA, READ),
         (r"Department(View|Api)", READ),
         *SELF_SERVICE,

@@ -10,6 +10,7 @@ from models.customers import (
     Region,
     Tag,
 )
+from models.sales import Interaction, Lead, Opportunity, Pipeline, Product, Stage, StageChange, Task
 from models.security import CrmUser, Department, RoleDataScope
 
 __all__ = [
@@ -21,6 +22,14 @@ __all__ = [
     "Industry",
     "Region",
     "Tag",
+    "Interaction",
+    "Lead",
+    "Opportunity",
+    "Pipeline",
+    "Product",
+    "Stage",
+    "StageChange",
+    "Task",
     "CrmUser",
     "Department",
     "RoleDataScope",

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
+    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -172,6 +173,9 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     locality: Mapped[str | None] = mapped_column(String(10))
     credit_limit: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     notes: Mapped[str | None] = mapped_column(Text)
+    # kept up to date by follow-ups (跟进记录)
+    last_followup_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    next_contact_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
 
     industry: Mapped[Industry | None] = relationship(Industry)
     province: Mapped[Region | None] = relationship(Region, foreign_keys=[province_code])

@@ -9,9 +9,10 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _
 
-from views import customers, customfields, search, security
+from views import customers, customfields, sales, search, security
 
 CUSTOMERS = "Customers"
+SALES = "Sales"
 SETTINGS = "Settings"
 
 
@@ -21,13 +22,23 @@ MENU = [
     (customers.ContactView, "Contacts", _("联系人"), "fa-address-book", CUSTOMERS),
     (customers.CustomerGroupView, "Customer groups", _("客户分组"), "fa-object-group", CUSTOMERS),
     (customers.TagView, "Tags", _("标签"), "fa-tags", CUSTOMERS),
+    (sales.LeadView, "Leads", _("线索"), "fa-filter", SALES),
+    (sales.OpportunityView, "Opportunities", _("商机"), "fa-handshake-o", SALES),
+    (sales.InteractionView, "Follow-ups", _("跟进记录"), "fa-comments", SALES),
+    (sales.TaskView, "Tasks", _("任务"), "fa-check-square-o", SALES),
+    (sales.ProductView, "Products", _("产品"), "fa-cube", SALES),
+    (sales.PipelineView, "Pipelines", _("销售流程"), "fa-random", SETTINGS),
     (security.DepartmentView, "Departments", _("部门"), "fa-sitemap", SETTINGS),
     (security.RoleDataScopeView, "Data scopes", _("数据权限"), "fa-filter", SETTINGS),
     (customfields.CustomFieldView, "Custom fields", _("自定义字段"), "fa-sliders", SETTINGS),
     (customers.IndustryView, "Industries", _("行业"), "fa-industry", SETTINGS),
     (customers.RegionView, "Regions", _("行政区划"), "fa-map", SETTINGS),
 ]
-CATEGORIES = {CUSTOMERS: (_("客户"), "fa-users"), SETTINGS: (_("设置"), "fa-cogs")}
+CATEGORIES = {
+    CUSTOMERS: (_("客户"), "fa-users"),
+    SALES: (_("销售"), "fa-line-chart"),
+    SETTINGS: (_("设置"), "fa-cogs"),
+}
 
 APIS = [
     customers.CustomerApi,
@@ -41,6 +52,14 @@ APIS = [
     customfields.CustomFieldApi,
     customfields.CustomFileApi,
     search.SearchApi,
+    sales.ProductApi,
+    sales.PipelineApi,
+    sales.StageApi,
+    sales.LeadApi,
+    sales.OpportunityApi,
+    sales.InteractionApi,
+    sales.TaskApi,
+    sales.StageChangeApi,
 ]
 
 
@@ -58,5 +77,7 @@ def register_all(appbuilder: AppBuilder) -> None:
             category_icon=category_icon,
         )
     appbuilder.add_view_no_menu(search.SearchView)
+    appbuilder.add_view_no_menu(sales.StageView)
+    appbuilder.add_view_no_menu(sales.StageChangeView)
     for api in APIS:
         appbuilder.add_api(api)
