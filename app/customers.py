@@ -13,7 +13,14 @@ from sqlalchemy.orm import Session
 from app import validators
 from app.errors import ErrorCollector
 from app.regions import parse_address
-from app.services import OwnedRecordService, RecordService, require_visible, service_for, text_up_to
+from app.services import (
+    OwnedRecordService,
+    RecordService,
+    parent_is_new,
+    require_visible,
+    service_for,
+    text_up_to,
+)
 from models.customers import (
     COMPANY_SIZES,
     CUSTOMER_KINDS,
@@ -180,6 +187,8 @@ class ContactService(RecordService):
     def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
         _check_dates(values, errors, "birthday")
         customer_id = values.get("customer_id")
+        if parent_is_new(values, "customer_id"):
+            return  # a contact created with its new customer (lead conversion, import)
         if not customer_id:
             errors.add("customer", _("请选择所属客户"))
         elif session.get(Customer, customer_id) is None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as lazy
-from sqlalchemy import event, func, inspect, or_, select, update
+from sqlalchemy import event, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import validators
@@ -92,7 +92,7 @@ class PipelineService(RecordService):
 class StageService(RecordService):
     model = Stage
     cleaners = {"name": text_up_to(100)}
-    required = {"name": lazy("请填写阶段名称"), "pipeline_id": lazy("请选择所属流程")}
+    required = {"name": lazy("请填写阶段名称"), "pipeline_id": lazy("请选择所属流程")}  # or a new pipeline
 
     def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
         if values.get("probability") is None:
@@ -380,13 +380,10 @@ def record_stage_changes(session: Session) -> None:
         if not isinstance(item, Opportunity):
             continue
         new_stage = item.stage.id if item.stage is not None and item.stage.id else item.stage_id
-        history = inspect(item).attrs.stage_id.history
-        old_stage = history.deleted[0] if history.deleted else None
-        if item in session.new:
-            old_stage = None
-        elif not history.has_changes() and not inspect(item).attrs.stage.history.has_changes():
-            continue
-        if new_stage == old_stage or new_stage is None:
+        old_stage = None
+        if item not in session.new:  # the row still holds the stage it had before this flush
+            old_stage = session.scalar(select(Opportunity.stage_id).where(Opportunity.id == item.id))
+        if new_stage is None or new_stage == old_stage:
             continue
         now = utcnow()
         item.stage_changed_at = now

@@ -47,6 +47,15 @@ def many_to_one_columns(model: type) -> dict[str, str]:
     return result
 
 
+#: in column_values(): the foreign keys whose parent is new (no id before the flush inserts it)
+PENDING_KEY = "__pending__"
+
+
+def parent_is_new(values: dict[str, Any], column: str) -> bool:
+    """Whether `column` is unset only because its parent is new (set by the flush)."""
+    return column in values.get(PENDING_KEY, ())
+
+
 def column_values(item: Any) -> dict[str, Any]:
     """The record's column values as a dict (what clean() works on).
 
@@ -62,6 +71,8 @@ def column_values(item: Any) -> dict[str, Any]:
             values[column] = (
                 None if target is None else inspect(target).mapper.primary_key_from_instance(target)[0]
             )
+            if target is not None and values[column] is None:  # a new parent, inserted first
+                values.setdefault(PENDING_KEY, set()).add(column)
     return values
 
 
@@ -107,14 +118,16 @@ class RecordService:
                 errors.add(column, _invalid_choice(choices))
         for column, cleaner in self.cleaners.items():
             self.clean_field(cleaned, errors, column, cleaner)
+        pending = cleaned.get(PENDING_KEY, set())
         for column, message in self.required.items():
-            if cleaned.get(column) in (None, "") and column not in errors.errors:
+            if cleaned.get(column) in (None, "") and column not in errors.errors and column not in pending:
                 errors.add(column, str(message))  # a lazy message, in the request language
         with session.no_autoflush:
             self.check(session, cleaned, pk, errors)
             if issubclass(self.model, CustomFieldsMixin):
                 self.clean_custom(session, cleaned, pk, errors)
         errors.raise_if_any()
+        cleaned.pop(PENDING_KEY, None)
         return cleaned
 
     def clean_custom(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:

@@ -567,11 +567,20 @@ class CrmModelApi(ModelRestApi):
     allow_browser_login = True
     page_size = 20
 
+    #: columns the service fills in when a client leaves them out (not required in the API)
+    defaulted_columns: tuple[str, ...] = ()
+
     def __init__(self) -> None:
         model = self.datamodel.obj
         if is_scoped(model):
             self.base_filters = [["id", DataScopeFilter, None], *(self.base_filters or [])]
         super().__init__()
+
+    def _init_model_schemas(self) -> None:
+        super()._init_model_schemas()
+        for name in self.defaulted_columns:
+            if name in self.add_model_schema.fields:
+                self.add_model_schema.fields[name].required = False
 
     def get_list_headless(self, **kwargs: Any) -> Any:
         """FAB's list, plus filters and ordering on custom fields: `col` or `order_column`

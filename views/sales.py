@@ -374,6 +374,7 @@ class LeadApi(CrmModelApi):
 class OpportunityApi(CrmModelApi):
     resource_name = "opportunity"
     datamodel = CrmInterface(Opportunity)
+    defaulted_columns = ("pipeline", "stage")  # the first active pipeline, its first stage
     list_columns = [
         "id",
         "name",

@@ -1,0 +1,333 @@
+"""Selling: lead conversion, pipelines edited with opportunities in place, stage history and the
+no-moving-back rule, follow-ups and their tasks, validation and data scope of every entity."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.sales import move_opportunities
+from models.customers import Contact, Customer
+from models.sales import Lead, Opportunity, Pipeline, Stage, StageChange, Task
+from tests.conftest import unique_mobile, unique_name, user
+
+
+@pytest.fixture(scope="module")
+def pipeline(app) -> dict[str, int]:
+    """A pipeline of this test process: 确认 -> 谈判 (no moving back from it) -> 赢单 / 输单."""
+    stages = [
+        ("线索确认", 10, True, False, False),
+        ("商务谈判", 60, False, False, False),
+        ("赢单", 100, True, True, False),
+        ("输单", 0, True, False, True),
+    ]
+    with app.app_context():
+        flow = Pipeline(name=f"测试流程{os.getpid()}", position=-1)
+        flow.stages = [
+            Stage(name=name, position=i, probability=p, allow_back=back, is_won=won, is_lost=lost)
+            for i, (name, p, back, won, lost) in enumerate(stages)
+        ]
+        db.session.add(flow)
+        db.session.commit()
+        return {"id": flow.id, **{stage.name: stage.id for stage in flow.stages}}
+
+
+def post(api_as: Any, username: str, resource: str, body: dict[str, Any]) -> Any:
+    client, headers = api_as(username)
+    return client.post(f"/api/v1/{resource}/", json=body, headers=headers)
+
+
+def put(api_as: Any, username: str, resource: str, pk: int, body: dict[str, Any]) -> Any:
+    client, headers = api_as(username)
+    return client.put(f"/api/v1/{resource}/{pk}", json=body, headers=headers)
+
+
+def get(api_as: Any, username: str, resource: str, pk: int) -> dict[str, Any]:
+    client, headers = api_as(username)
+    response = client.get(f"/api/v1/{resource}/{pk}", headers=headers)
+    assert response.status_code == 200, response.json
+    return response.json["result"]
+
+
+def new_customer(api_as: Any, username: str = "rep_a", **values: Any) -> int:
+    response = post(api_as, username, "customer", {"name": unique_name("销售客户"), **values})
+    assert response.status_code == 201, response.json
+    return response.json["id"]
+
+
+def new_opportunity(api_as: Any, pipeline: dict, username: str = "rep_a", **values: Any) -> Any:
+    body = {
+        "name": unique_name("商机"),
+        "customer": new_customer(api_as, username),
+        "pipeline": pipeline["id"],
+        "stage": pipeline["线索确认"],
+        "amount": 120000,
+        **values,
+    }
+    return post(api_as, username, "opportunity", body)
+
+
+# --- leads ----------------------------------------------------------------------------------------
+def test_lead_converts_once_into_customer_contact_and_opportunity(api_as, pipeline) -> None:
+    company = unique_name("东营线索化工有限公司")
+    lead = post(
+        api_as,
+        "rep_a",
+        "lead",
+        {
+            "name": "王经理",
+            "company": company,
+            "mobile": unique_mobile(),
+            "title": "采购经理",
+            "interest": "液碱",
+        },
+    )
+    assert lead.status_code == 201, lead.json
+    client, headers = api_as("rep_a")
+    url = f"/api/v1/lead/{lead.json['id']}/convert"
+    converted = client.post(url, json={"pipeline_id": pipeline["id"], "amount": 50000}, headers=headers)
+    assert converted.status_code == 200, converted.json
+    ids = converted.json["result"]
+    customer = db.session.get(Customer, ids["customer_id"])
+    assert customer.name == company and customer.owner.username == "rep_a"
+    contact = db.session.get(Contact, ids["contact_id"])
+    assert contact.customer_id == customer.id and contact.title == "采购经理"
+    opportunity = db.session.get(Opportunity, ids["opportunity_id"])
+    assert opportunity.stage_id == pipeline["线索确认"] and opportunity.amount == 50000
+    db.session.expire_all()
+    assert db.session.get(Lead, lead.json["id"]).status == "converted"
+    again = client.post(url, json={}, headers=headers)
+    assert again.status_code == 400 and "status" in again.json["message"]
+
+
+def test_converting_a_lead_of_an_existing_customer_offers_to_attach(api_as, pipeline) -> None:
+    existing = new_customer(api_as, "rep_c")  # another rep's customer: rep_a cannot see it
+    name = db.session.get(Customer, existing).name
+    lead = post(api_as, "rep_a", "lead", {"name": "李工", "company": name, "mobile": unique_mobile()}).json
+    client, headers = api_as("rep_a")
+    url = f"/api/v1/lead/{lead['id']}/convert"
+    before = db.session.scalar(select(func.count()).select_from(Customer))
+    offered = client.post(url, json={}, headers=headers)
+    assert offered.status_code == 409
+    assert str(existing) in offered.json["message"]["candidates"]
+    assert "rep_c" in offered.json["message"]["customer_id"][0]  # who owns it
+    assert db.session.scalar(select(func.count()).select_from(Customer)) == before  # nothing written
+    # attaching to a customer rep_a may not see is refused; the owner can attach
+    assert client.post(url, json={"customer_id": existing}, headers=headers).status_code == 403
+    lead_c = post(api_as, "rep_c", "lead", {"name": "李工", "company": name, "mobile": unique_mobile()}).json
+    owner, owner_headers = api_as("rep_c")
+    attached = owner.post(
+        f"/api/v1/lead/{lead_c['id']}/convert", json={"customer_id": existing}, headers=owner_headers
+    )
+    assert attached.status_code == 200, attached.json
+    assert attached.json["result"]["customer_id"] == existing
+    assert db.session.scalar(select(func.count()).select_from(Customer)) == before
+
+
+def test_lead_rules(api_as) -> None:
+    no_contact = post(api_as, "rep_a", "lead", {"name": "无联系方式"})
+    assert no_contact.status_code == 400 and "mobile" in no_contact.json["message"]
+    bad_mobile = post(api_as, "rep_a", "lead", {"name": "错号", "mobile": "1380000"})
+    assert bad_mobile.status_code == 400 and "mobile" in bad_mobile.json["message"]
+    sneaky = post(
+        api_as, "rep_a", "lead", {"name": "直接转化", "mobile": unique_mobile(), "status": "converted"}
+    )
+    assert sneaky.status_code == 400 and "status" in sneaky.json["message"]
+
+
+# --- pipelines and opportunities ----------------------------------------------------------------
+def test_stage_history_and_moving_back(api_as, pipeline) -> None:
+    created = new_opportunity(api_as, pipeline)
+    assert created.status_code == 201, created.json
+    pk = created.json["id"]
+    assert put(api_as, "rep_a", "opportunity", pk, {"stage": pipeline["商务谈判"]}).status_code == 200
+    back = put(api_as, "rep_a", "opportunity", pk, {"stage": pipeline["线索确认"]})
+    assert back.status_code == 400 and "商务谈判" in back.json["message"]["stage"][0]
+    assert put(api_as, "rep_a", "opportunity", pk, {"stage": pipeline["赢单"]}).status_code == 200
+    won = get(api_as, "rep_a", "opportunity", pk)
+    assert won["status"] == "won" and won["closed_at"] and won["effective_probability"] == 100
+    history = db.session.scalars(
+        select(StageChange).where(StageChange.opportunity_id == pk).order_by(StageChange.id)
+    )
+    moves = [(h.from_stage_id, h.to_stage_id, h.changed_by.username) for h in history]
+    assert moves == [
+        (None, pipeline["线索确认"], "rep_a"),
+        (pipeline["线索确认"], pipeline["商务谈判"], "rep_a"),
+        (pipeline["商务谈判"], pipeline["赢单"], "rep_a"),
+    ]
+    reopened = put(api_as, "rep_a", "opportunity", pk, {"stage": pipeline["商务谈判"]})  # 赢单 allows it
+    assert reopened.status_code == 200
+    assert get(api_as, "rep_a", "opportunity", pk)["status"] == "open"
+
+
+def test_opportunity_rules(api_as, pipeline) -> None:
+    lost = new_opportunity(api_as, pipeline, stage=pipeline["输单"])
+    assert lost.status_code == 400 and "close_reason" in lost.json["message"]
+    assert new_opportunity(api_as, pipeline, stage=pipeline["输单"], close_reason="价格").status_code == 201
+    assert new_opportunity(api_as, pipeline, amount=-1).status_code == 400
+    assert new_opportunity(api_as, pipeline, probability=150).status_code == 400
+    other = Pipeline(name=unique_name("别的流程"), stages=[Stage(name="一", position=0)])
+    db.session.add(other)
+    db.session.commit()
+    wrong = new_opportunity(api_as, pipeline, stage=other.stages[0].id)
+    assert wrong.status_code == 400 and "stage" in wrong.json["message"]
+    theirs = new_customer(api_as, "rep_c")
+    foreign = post(
+        api_as, "rep_a", "opportunity", {"name": "越权", "customer": theirs, "pipeline": pipeline["id"]}
+    )
+    assert foreign.status_code == 403
+
+
+def test_pipeline_edits_with_opportunities_in_place(api_as, pipeline) -> None:
+    flow = Pipeline(name=unique_name("可编辑流程"))
+    flow.stages = [Stage(name="初访", position=0), Stage(name="报价", position=1)]
+    db.session.add(flow)
+    db.session.commit()
+    first, second = flow.stages
+    pk = post(
+        api_as,
+        "rep_a",
+        "opportunity",
+        {"name": "在途商机", "customer": new_customer(api_as), "pipeline": flow.id, "stage": first.id},
+    ).json["id"]
+    admin = "admin"
+    assert put(api_as, admin, "stage", first.id, {"name": "首次拜访", "position": 5}).status_code == 200
+    added = post(
+        api_as, admin, "stage", {"pipeline": flow.id, "name": "样品寄送", "position": 2, "probability": 30}
+    )
+    assert added.status_code == 201, added.json
+    client, headers = api_as(admin)
+    refused = client.delete(f"/api/v1/stage/{first.id}", headers=headers)
+    assert refused.status_code == 400 and "1" in refused.json["message"]["name"][0]
+    assert db.session.get(Opportunity, pk).stage.name == "首次拜访"  # renamed in place
+    moved = move_opportunities(
+        db.session, db.session.get(Stage, first.id), db.session.get(Stage, second.id), user("admin")
+    )
+    assert moved == 1
+    assert client.delete(f"/api/v1/stage/{first.id}", headers=headers).status_code == 200
+    assert db.session.get(Opportunity, pk).stage_id == second.id
+    duplicate = post(api_as, admin, "stage", {"pipeline": flow.id, "name": "报价"})
+    assert duplicate.status_code == 400
+    both = post(api_as, admin, "stage", {"pipeline": flow.id, "name": "怪", "is_won": True, "is_lost": True})
+    assert both.status_code == 400 and "is_lost" in both.json["message"]
+    assert post(api_as, "rep_a", "stage", {"pipeline": flow.id, "name": "越权"}).status_code == 403
+
+
+# --- follow-ups and tasks -----------------------------------------------------------------------
+def test_follow_up_moves_the_customer_and_schedules_the_next_contact(api_as) -> None:
+    customer = new_customer(api_as)
+    body = {
+        "customer": customer,
+        "kind": "visit",
+        "occurred_at": "2026-11-20 10:00:00",
+        "content": "上门拜访,了解液碱年需求",
+        "next_contact_at": "2026-12-01 09:00:00",
+    }
+    created = post(api_as, "rep_a", "interaction", body)
+    assert created.status_code == 201, created.json
+    db.session.expire_all()
+    row = db.session.get(Customer, customer)
+    assert f"{row.last_followup_at:%Y-%m-%d %H:%M}" == "2026-11-20 10:00"
+    assert f"{row.next_contact_at:%Y-%m-%d}" == "2026-12-01"
+    (task,) = db.session.scalars(select(Task).where(Task.customer_id == customer))
+    assert task.owner.username == "rep_a" and f"{task.due_at:%Y-%m-%d %H}" == "2026-12-01 09"
+    moved = put(
+        api_as, "rep_a", "interaction", created.json["id"], {"next_contact_at": "2026-12-05 09:00:00"}
+    )
+    assert moved.status_code == 200, moved.json
+    db.session.expire_all()
+    tasks = db.session.scalars(select(Task).where(Task.customer_id == customer)).all()
+    assert len(tasks) == 1 and f"{tasks[0].due_at:%Y-%m-%d}" == "2026-12-05"
+
+
+def test_follow_up_rules(api_as) -> None:
+    customer, other = new_customer(api_as), new_customer(api_as)
+    contact = post(api_as, "rep_a", "contact", {"name": "张三", "customer": other}).json["id"]
+    wrong_contact = post(
+        api_as, "rep_a", "interaction", {"customer": customer, "contact": contact, "content": "x"}
+    )
+    assert wrong_contact.status_code == 400 and "contact" in wrong_contact.json["message"]
+    empty = post(api_as, "rep_a", "interaction", {"customer": customer, "content": "  "})
+    assert empty.status_code == 400 and "content" in empty.json["message"]
+    backwards = post(
+        api_as,
+        "rep_a",
+        "interaction",
+        {
+            "customer": customer,
+            "content": "电话",
+            "occurred_at": "2026-11-20 10:00:00",
+            "next_contact_at": "2026-11-01 10:00:00",
+        },
+    )
+    assert backwards.status_code == 400 and "next_contact_at" in backwards.json["message"]
+    theirs = new_customer(api_as, "rep_c")
+    assert post(api_as, "rep_a", "interaction", {"customer": theirs, "content": "越权"}).status_code == 403
+
+
+def test_task_rules(api_as) -> None:
+    no_due = post(api_as, "rep_a", "task", {"title": "回访"})
+    assert no_due.status_code == 400 and "due_at" in no_due.json["message"]
+    created = post(api_as, "rep_a", "task", {"title": "回访", "due_at": "2026-12-01 10:00:00"})
+    assert created.status_code == 201, created.json
+    assert put(api_as, "rep_a", "task", created.json["id"], {"status": "done"}).status_code == 200
+    assert get(api_as, "rep_a", "task", created.json["id"])["done_at"]
+    rep_c = db.session.scalar(
+        select(Customer.owner_id).join(Customer.owner).where(Customer.owner_id.is_not(None))
+    )
+    assert rep_c
+    to_other_team = post(
+        api_as,
+        "rep_a",
+        "task",
+        {"title": "给别人", "due_at": "2026-12-01 10:00:00", "owner": user("rep_c").id},
+    )
+    assert to_other_team.status_code in (400, 403)
+
+
+# --- products -----------------------------------------------------------------------------------
+def test_product_rules(api_as) -> None:
+    sku = f"yj-{os.getpid()} 32"
+    created = post(api_as, "manager1", "product", {"sku": sku, "name": "32%液碱", "unit": "吨", "price": 980})
+    assert created.status_code == 201, created.json
+    assert created.json["result"]["sku"] == f"YJ-{os.getpid()}32"
+    duplicate = post(api_as, "manager1", "product", {"sku": sku, "name": "重复", "unit": "吨"})
+    assert duplicate.status_code == 400 and "sku" in duplicate.json["message"]
+    negative = post(
+        api_as, "manager1", "product", {"sku": "NEG-1", "name": "负价", "unit": "吨", "price": -1}
+    )
+    assert negative.status_code == 400 and "price" in negative.json["message"]
+    assert post(api_as, "rep_a", "product", {"sku": "REP-1", "name": "x", "unit": "吨"}).status_code == 403
+
+
+# --- data scope ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("resource", ["lead", "opportunity", "interaction", "task"])
+def test_data_scope_on_every_sales_entity(api_as, pipeline, resource: str) -> None:
+    customer = new_customer(api_as, "rep_a")
+    bodies = {
+        "lead": {"name": "范围测试", "mobile": unique_mobile()},
+        "opportunity": {"name": "范围测试", "customer": customer, "pipeline": pipeline["id"]},
+        "interaction": {"customer": customer, "content": "范围测试"},
+        "task": {"title": "范围测试", "due_at": "2026-12-01 10:00:00", "customer": customer},
+    }
+    created = post(api_as, "rep_a", resource, bodies[resource])
+    assert created.status_code == 201, created.json
+    pk = created.json["id"]
+    for username, sees in [
+        ("rep_a", True),
+        ("manager1", True),
+        ("director", True),
+        ("rep_c", False),
+        ("manager2", False),
+    ]:
+        client, headers = api_as(username)
+        got = client.get(f"/api/v1/{resource}/{pk}", headers=headers)
+        assert (got.status_code == 200) is sees, (username, got.status_code)
+        listed = client.get(
+            f"/api/v1/{resource}/?q=(page_size:100,order_column:id,order_direction:desc)", headers=headers
+        )
+        assert (pk in {row["id"] for row in listed.json["result"]}) is sees, username
