@@ -6,6 +6,7 @@ rows that are valid by construction, because a million customers must load in mi
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import time
@@ -22,6 +23,7 @@ from app.security import generate_password
 from customfields.definitions import CustomField
 from models.base import utcnow
 from models.customers import Contact, Customer, CustomerGroup, Industry, Region, Tag
+from models.sales import Interaction, Lead, Opportunity, Pipeline, Product, Stage
 from models.security import CrmUser, Department
 
 MOBILE_PREFIXES = [
@@ -190,6 +192,133 @@ def demo_custom_values(rng: random.Random, number: int) -> dict[str, Any]:
     }
 
 
+# --- sales: the two pipelines of the issue, products, a year of opportunities and follow-ups -------
+PIPELINES = {
+    "制造业": [("线索确认", 10), ("样品寄送", 30), ("实地考察", 50), ("商务谈判", 70), ("签约", 90)],
+    "服务业": [("需求评估", 10), ("方案定制", 30), ("服务试用", 50), ("签约", 90)],
+}
+PRODUCTS = [
+    ("YJ-32", "32%液碱", "基础化工", "吨", 980),
+    ("LS-98", "98%浓硫酸", "基础化工", "吨", 520),
+    ("YS-31", "31%工业盐酸", "基础化工", "吨", 260),
+    ("PAM-A", "聚丙烯酰胺 (阴离子)", "精细化工", "吨", 9800),
+    ("BXJ-99", "丙烯腈", "石油化工", "吨", 8600),
+    ("SD-9000", "顺丁橡胶 BR9000", "橡胶", "吨", 11800),
+    ("SYJ-2", "石油焦 (2#)", "石油化工", "吨", 2300),
+    ("LQ-70", "70#道路沥青", "石油化工", "吨", 3900),
+    ("FW-GD", "管道无损检测服务", "技术服务", "次", 18000),
+    ("FW-WB", "年度设备维保", "技术服务", "项", 120000),
+]
+FOLLOW_UPS = [
+    "电话沟通本月用量和价格",
+    "上门拜访采购部,介绍新批次质检报告",
+    "微信发送报价单,等待回复",
+    "陪同客户参观厂区和罐区",
+    "确认样品检测结果合格",
+    "讨论年度框架协议条款",
+    "催收上月货款,客户承诺月底付清",
+    "邀请参加东营化工展",
+    "了解客户新项目的原料需求",
+]
+LOST_REASONS = ["价格偏高", "竞争对手关系更好", "客户项目暂停", "账期谈不拢"]
+
+
+def load_sales_demo(session: Session, rng: random.Random, reps: list[CrmUser]) -> dict[str, int]:
+    """Pipelines 制造业 and 服务业, products, leads, and a year of opportunities (moving through their
+    stages), follow-ups and tasks on the demo customers, all written through the services."""
+    from app.sales import (  # the demo uses every domain's services
+        interaction_service,
+        lead_service,
+        opportunity_service,
+        product_service,
+    )
+
+    pipelines = []
+    for position, (name, stages) in enumerate(PIPELINES.items()):
+        flow = Pipeline(name=name, position=position, description=f"{name}客户的销售流程")
+        flow.stages = [Stage(name=n, position=i, probability=p) for i, (n, p) in enumerate(stages)]
+        flow.stages += [
+            Stage(name="赢单", position=90, probability=100, is_won=True),
+            Stage(name="输单", position=91, probability=0, is_lost=True),
+        ]
+        session.add(flow)
+        pipelines.append(flow)
+    session.commit()
+    products = []
+    for sku, name, category, unit, price in PRODUCTS:
+        product = Product(sku=sku, name=name, category=category, unit=unit, price=price)
+        product_service.save(session, product, None)
+        products.append(product)
+    now = utcnow()
+    counts = {"opportunities": 0, "follow_ups": 0, "leads": 0}
+    for customer in session.scalars(select(Customer).order_by(Customer.id)).all():
+        owner = customer.owner or rng.choice(reps)
+        flow = pipelines[1] if customer.industry and "服务" in customer.industry.name else pipelines[0]
+        for _number in range(rng.choice([0, 1, 1, 2])):
+            opened = now - dt.timedelta(days=rng.randint(20, 360))
+            path = flow.stages[: rng.randint(1, len(flow.stages) - 2)]
+            ending = rng.random()
+            if ending < 0.3:
+                path = [*path, flow.stages[-2]]  # won
+            elif ending < 0.45:
+                path = [*path, flow.stages[-1]]  # lost
+            opportunity = Opportunity(
+                name=f"{customer.name[:20]} - {rng.choice(products).name}",
+                customer=customer,
+                pipeline=flow,
+                stage=path[0],
+                owner=owner,
+                amount=rng.choice([50000, 120000, 300000, 800000, 1500000]),
+                expected_close=(opened + dt.timedelta(days=rng.randint(30, 150))).date(),
+                products=rng.sample(products, rng.randint(1, 2)),
+            )
+            opportunity_service.save(session, opportunity, owner)
+            for stage in path[1:]:
+                if stage.is_lost:  # (read before the move: reading it later would autoflush)
+                    opportunity.close_reason = rng.choice(LOST_REASONS)
+                opportunity.stage = stage
+                opportunity_service.save(session, opportunity, owner)
+            step = (now - opened) / (len(opportunity.history) + 1)
+            for number, change in enumerate(opportunity.history):  # spread over the months it ran
+                change.changed_at = opened + step * number
+            opportunity.stage_changed_at = opportunity.history[-1].changed_at
+            if opportunity.status != "open":
+                opportunity.closed_at = opportunity.stage_changed_at
+            opportunity.created_at = opened
+            session.commit()
+            counts["opportunities"] += 1
+        for days_ago in sorted(rng.sample(range(1, 365), rng.randint(2, 7)), reverse=True):
+            occurred = (now - dt.timedelta(days=days_ago)).replace(
+                hour=rng.randint(8, 17), minute=0, second=0
+            )
+            follow_up = Interaction(
+                customer=customer,
+                owner_id=owner.id,
+                kind=rng.choice(["call", "call", "visit", "meeting", "email"]),
+                occurred_at=occurred,
+                duration_minutes=rng.choice([5, 15, 30, 60, 90]),
+                content=rng.choice(FOLLOW_UPS),
+                outcome=rng.choice(["有意向", "待报价", "需再跟进", None]),
+                next_contact_at=occurred + dt.timedelta(days=rng.randint(3, 30)) if days_ago < 30 else None,
+            )
+            interaction_service.save(session, follow_up, owner)
+            counts["follow_ups"] += 1
+    for i in range(15):
+        surname, given = _person(rng)
+        lead = Lead(
+            name=surname + given,
+            company=f"{rng.choice(COMPANY_WORDS)}新材料科技有限公司" if i % 3 else None,
+            mobile=_mobile(rng),
+            source=rng.choice(["exhibition", "website", "referral", "cold_call"]),
+            interest=rng.choice(["液碱", "硫酸", "PAM", "管道检测", "沥青"]),
+            status=rng.choice(["new", "new", "contacted", "qualified", "disqualified"]),
+            owner=rng.choice(reps),
+        )
+        lead_service.save(session, lead, None)
+        counts["leads"] += 1
+    return counts
+
+
 def is_empty(session: Session) -> bool:
     return not session.scalar(select(func.count()).select_from(select(Customer.id).limit(1).subquery()))
 
@@ -325,7 +454,8 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
             )
             contact_service.save(session, contact, owner)
             contacts += 1
-    return {"users": len(users), "customers": customers, "contacts": contacts, "password": password}
+    sales = load_sales_demo(session, rng, reps)
+    return {"users": len(users), "customers": customers, "contacts": contacts, "password": password, **sales}
 
 
 def _scale_users(
