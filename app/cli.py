@@ -136,7 +136,8 @@ def demo_command(scale: int | None, contacts_per_customer: int, seed: int) -> No
         return
     click.echo(f"demo: {stats['users']} users, {stats['customers']} customers, {stats['contacts']} contacts")
     click.echo(
-        f"      {stats['opportunities']} opportunities, {stats['follow_ups']} follow-ups, {stats['leads']} leads"
+        f"      {stats['opportunities']} opportunities, {stats['follow_ups']} follow-ups, "
+        f"{stats['leads']} leads"
     )
     click.echo(f"demo users' password: {stats['password']}")
 
