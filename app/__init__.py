@@ -12,6 +12,7 @@ import config
 from app import cli, customers, customfields, sales  # noqa: F401  (they register their services)
 from app.extensions import csrf, db, migrate
 from views import register_all
+from views.formatters import cny
 
 log = logging.getLogger(__name__)
 # FAB's own security APIs declare search columns its filters cannot handle and warn about it on
@@ -42,6 +43,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         appbuilder.init_app(app, db.session)
         register_all(appbuilder)
 
+    app.add_template_filter(cny, "crm_cny")
     cli.init_app(app)
     app.after_request(_security_headers)
     app.add_url_rule("/favicon.ico", "favicon", lambda: redirect(url_for("static", filename="crm/logo.svg")))

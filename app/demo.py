@@ -284,6 +284,8 @@ def load_sales_demo(session: Session, rng: random.Random, reps: list[CrmUser]) -
             opportunity.stage_changed_at = opportunity.history[-1].changed_at
             if opportunity.status != "open":
                 opportunity.closed_at = opportunity.stage_changed_at
+            else:  # open deals close soon: some this month, on the workbench
+                opportunity.expected_close = now.date() + dt.timedelta(days=rng.randint(-5, 75))
             opportunity.created_at = opened
             session.commit()
             counts["opportunities"] += 1

@@ -1,8 +1,12 @@
-"""The home page's figures: what the logged-in user should see first, within their data scope."""
+"""The home page, a salesperson's workbench (工作台): what to do today and the key figures, all
+within the user's data scope (a rep sees their own, a manager their team's)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -10,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.access import scope_clause
 from models.base import utcnow
 from models.customers import Contact, Customer
+from models.sales import Lead, Opportunity, Task
 from models.security import CrmUser
 
 
@@ -51,4 +56,75 @@ def home_summary(session: Session, user: CrmUser, cap: int = 100_000) -> HomeSum
                 .group_by(Customer.level)
             )
         },
+    )
+
+
+@dataclass
+class WorkList:
+    """One list of the workbench: the first items and how many there are in all (capped)."""
+
+    items: list[Any] = field(default_factory=list)
+    total: int = 0
+
+
+@dataclass
+class Workbench:
+    contact_today: WorkList
+    overdue_tasks: WorkList
+    tasks_today: WorkList
+    new_leads: WorkList
+    closing_this_month: WorkList
+
+
+def local_day_bounds(now_utc: dt.datetime, timezone: str) -> tuple[dt.datetime, dt.datetime]:
+    """Start and end of the user's local day (e.g. Asia/Shanghai), as naive UTC like the columns."""
+    zone = ZoneInfo(timezone)
+    local = now_utc.replace(tzinfo=dt.UTC).astimezone(zone)
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    to_utc = lambda moment: moment.astimezone(dt.UTC).replace(tzinfo=None)  # noqa: E731
+    return to_utc(start), to_utc(start + dt.timedelta(days=1))
+
+
+def workbench(
+    session: Session, user: CrmUser, now: dt.datetime, timezone: str, size: int = 10, cap: int = 1000
+) -> Workbench:
+    """What the user should do now: customers to contact today (or overdue), overdue tasks, tasks
+    due today, new leads assigned to them, and opportunities expected to close this month."""
+    day_start, day_end = local_day_bounds(now, timezone)
+    month_start = day_start.date().replace(day=1)
+    month_end = (month_start + dt.timedelta(days=32)).replace(day=1)
+
+    def work_list(query: Any, key: Any) -> WorkList:
+        items = list(session.scalars(query.order_by(key).limit(size)))
+        if len(items) < size:
+            return WorkList(items, len(items))
+        inner = query.with_only_columns(key).limit(cap).subquery()
+        return WorkList(items, session.scalar(select(func.count()).select_from(inner)) or 0)
+
+    tasks = select(Task).where(scope_clause(session, Task, user), Task.status == "open")
+    return Workbench(
+        contact_today=work_list(
+            select(Customer).where(scope_clause(session, Customer, user), Customer.next_contact_at < day_end),
+            Customer.next_contact_at,
+        ),
+        overdue_tasks=work_list(tasks.where(Task.due_at < now), Task.due_at),
+        tasks_today=work_list(tasks.where(Task.due_at >= now, Task.due_at < day_end), Task.due_at),
+        new_leads=work_list(
+            select(Lead).where(
+                Lead.owner_id == user.id,
+                Lead.status == "new",
+                Lead.created_at >= now - dt.timedelta(days=14),
+                Lead.created_at <= now,
+            ),
+            Lead.created_at.desc(),
+        ),
+        closing_this_month=work_list(
+            select(Opportunity).where(
+                scope_clause(session, Opportunity, user),
+                Opportunity.status == "open",
+                Opportunity.expected_close >= month_start,
+                Opportunity.expected_close < month_end,
+            ),
+            Opportunity.expected_close,
+        ),
     )

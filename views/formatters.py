@@ -41,7 +41,7 @@ def _local_datetime(value: Any) -> str:
     return format_datetime(value, "short") if value is not None else ""  # UTC -> BABEL_DEFAULT_TIMEZONE
 
 
-def _cny(value: Any) -> str:
+def cny(value: Any) -> str:
     return format_currency(value, "CNY") if value is not None else ""
 
 
@@ -52,7 +52,7 @@ def display_formatter(model: type, name: str) -> Callable[[Any], Any]:
     if column is not None and isinstance(column.type, DateTime):
         return _local_datetime
     if name in getattr(model, "__money__", ()):
-        return _cny
+        return cny
     if name in mapper.relationships and mapper.relationships[name].uselist:
         return joined
     return _blank

@@ -6,7 +6,8 @@ from flask import current_app, redirect, url_for
 from flask_appbuilder import IndexView, expose
 
 from app.access import current_actor
-from app.home import home_summary
+from app.home import home_summary, workbench
+from models.base import utcnow
 from models.customers import CUSTOMER_LEVELS
 
 
@@ -20,5 +21,10 @@ class HomeView(IndexView):
         user = current_actor()
         if user is None:
             return redirect(url_for(f"{self.appbuilder.sm.auth_view.endpoint}.login"))
-        summary = home_summary(self.appbuilder.session, user, current_app.config["CRM_COUNT_CAP"])
-        return self.render_template(self.index_template, summary=summary, user=user, levels=CUSTOMER_LEVELS)
+        session, config = self.appbuilder.session, current_app.config
+        summary = home_summary(session, user, config["CRM_COUNT_CAP"])
+        now = utcnow()
+        work = workbench(session, user, now, config["BABEL_DEFAULT_TIMEZONE"])
+        return self.render_template(
+            self.index_template, summary=summary, work=work, user=user, levels=CUSTOMER_LEVELS, now_utc=now
+        )

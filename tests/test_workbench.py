@@ -1,0 +1,109 @@
+"""The workbench (home page): exactly the right items for a rep and for a manager."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from app.customers import customer_service
+from app.extensions import db
+from app.home import local_day_bounds, workbench
+from app.sales import lead_service, opportunity_service, task_service
+from models.customers import Customer
+from models.sales import Lead, Opportunity, Pipeline, Stage, Task
+from tests.conftest import unique_mobile, unique_name, user
+
+#: 10:00 in Dongying on a day long before the other tests' data (which is around today)
+NOW = dt.datetime(2020, 1, 15, 2, 0)
+TZ = "Asia/Shanghai"
+
+
+def test_local_day_bounds_follow_the_company_time_zone() -> None:
+    start, end = local_day_bounds(NOW, TZ)
+    assert (start, end) == (dt.datetime(2020, 1, 14, 16, 0), dt.datetime(2020, 1, 15, 16, 0))
+
+
+def make_items(owner: str, pipeline: Pipeline) -> dict[str, object]:
+    """One record for each list and one just outside it, owned by `owner`."""
+    actor = user(owner)
+    items: dict[str, object] = {}
+
+    def customer(name: str, next_contact: dt.datetime | None) -> Customer:
+        row = Customer(name=unique_name(name), mobile=unique_mobile(), next_contact_at=next_contact)
+        return customer_service.save(db.session, row, actor)
+
+    items["contact_today"] = customer("今日联系", NOW - dt.timedelta(hours=1))
+    items["contact_overdue"] = customer("逾期联系", NOW - dt.timedelta(days=3))
+    items["contact_later"] = customer("以后联系", NOW + dt.timedelta(days=2))
+
+    def task(title: str, due: dt.datetime) -> Task:
+        return task_service.save(db.session, Task(title=unique_name(title), due_at=due), actor)
+
+    items["task_overdue"] = task("逾期任务", NOW - dt.timedelta(days=1))
+    items["task_today"] = task("今日任务", NOW + dt.timedelta(hours=3))
+    items["task_tomorrow"] = task("明日任务", NOW + dt.timedelta(days=1, hours=1))
+    done = task("已完成", NOW - dt.timedelta(days=2))
+    done.status = "done"
+    task_service.save(db.session, done, actor)
+
+    def lead(name: str, created: dt.datetime, status: str = "new") -> Lead:
+        row = Lead(name=unique_name(name), mobile=unique_mobile(), status=status, created_at=created)
+        return lead_service.save(db.session, row, actor)
+
+    items["lead_new"] = lead("新线索", NOW - dt.timedelta(days=2))
+    items["lead_old"] = lead("旧线索", NOW - dt.timedelta(days=30))
+    items["lead_contacted"] = lead("已联系线索", NOW - dt.timedelta(days=1), "contacted")
+
+    def opportunity(name: str, close: dt.date) -> Opportunity:
+        row = Opportunity(
+            name=unique_name(name),
+            customer=items["contact_later"],
+            pipeline=pipeline,
+            stage=pipeline.stages[0],
+            expected_close=close,
+            amount=100000,
+        )
+        return opportunity_service.save(db.session, row, actor)
+
+    items["closing_this_month"] = opportunity("本月成交", dt.date(2020, 1, 28))
+    items["closing_next_month"] = opportunity("下月成交", dt.date(2020, 2, 3))
+    return items
+
+
+def ids(work_list) -> set[int]:  # noqa: ANN001
+    return {item.id for item in work_list.items}
+
+
+def test_workbench_lists_exactly_the_right_items_for_a_rep_and_a_manager(app) -> None:
+    pipeline = Pipeline(name=unique_name("工作台流程"), stages=[Stage(name="初步接触", position=0)])
+    db.session.add(pipeline)
+    db.session.commit()
+    mine, teammate, other_team = (make_items(name, pipeline) for name in ("rep_a", "rep_b", "rep_c"))
+
+    def expected(*sets: dict, key: str) -> set[int]:
+        return {items[key].id for items in sets}
+
+    rep = workbench(db.session, user("rep_a"), NOW, TZ)
+    assert ids(rep.contact_today) == expected(mine, key="contact_today") | expected(
+        mine, key="contact_overdue"
+    )
+    assert ids(rep.overdue_tasks) == expected(mine, key="task_overdue")
+    assert ids(rep.tasks_today) == expected(mine, key="task_today")
+    assert ids(rep.new_leads) == expected(mine, key="lead_new")
+    assert ids(rep.closing_this_month) == expected(mine, key="closing_this_month")
+
+    manager = workbench(db.session, user("manager1"), NOW, TZ)  # team1: rep_a and rep_b, not rep_c
+    team = (mine, teammate)
+    assert ids(manager.contact_today) == expected(*team, key="contact_today") | expected(
+        *team, key="contact_overdue"
+    )
+    assert ids(manager.overdue_tasks) == expected(*team, key="task_overdue")
+    assert ids(manager.tasks_today) == expected(*team, key="task_today")
+    assert ids(manager.closing_this_month) == expected(*team, key="closing_this_month")
+    assert ids(manager.new_leads) == set()  # leads assigned to the manager personally: none
+    assert not ids(manager.overdue_tasks) & {other_team["task_overdue"].id}
+
+
+def test_home_page_shows_the_workbench(login_as) -> None:
+    page = login_as("rep_a").get("/").get_data(as_text=True)
+    for title in ("今日待联系客户", "待办任务", "本月预计成交的商机", "新分配给我的线索"):
+        assert title in page
