@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as lazy
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import validators
@@ -34,6 +35,7 @@ from models.customers import (
     Customer,
     Region,
 )
+from models.sales import INTERACTION_KINDS, Interaction, Opportunity, StageChange, Task
 from models.security import CrmUser
 
 #: Fields whose value must be unique among customers, with how the message names them
@@ -211,3 +213,146 @@ class ContactService(RecordService):
 
 customer_service = service_for(Customer)
 contact_service = service_for(Contact)
+
+
+# --- the customer 360 page: one timeline and the key figures ------------------------------------
+@dataclass(frozen=True)
+class TimelineItem:
+    kind: str  # interaction, opportunity, stage, task
+    when: dt.datetime
+    title: str
+    detail: str
+    view: str  # the screen that shows the record
+    pk: int
+    who: str
+
+
+TASK_LABELS = {"open": lazy("待办"), "done": lazy("已完成"), "cancelled": lazy("已取消")}
+
+
+def customer_timeline(
+    session: Session, customer_id: int, before: dt.datetime | None = None, size: int = 20
+) -> list[TimelineItem]:
+    """Follow-ups, opportunities, their stage moves and tasks of a customer, newest first, one
+    page before `before` (keyset paging: each source reads at most `size` rows by its index)."""
+    def page(query: Any, moment: Any) -> Any:
+        if before is not None:
+            query = query.where(moment < before)
+        return session.execute(query.order_by(moment.desc()).limit(size)).all()
+
+    items: list[TimelineItem] = []
+    for row in page(
+        select(
+            Interaction.id,
+            Interaction.occurred_at,
+            Interaction.kind,
+            Interaction.subject,
+            Interaction.content,
+            CrmUser.first_name,
+            CrmUser.last_name,
+        )
+        .outerjoin(CrmUser, CrmUser.id == Interaction.owner_id)
+        .where(Interaction.customer_id == customer_id),
+        Interaction.occurred_at,
+    ):
+        title = f"{INTERACTION_KINDS.label(row.kind)}" + (f" · {row.subject}" if row.subject else "")
+        who = f"{row.last_name or ''}{row.first_name or ''}"
+        items.append(
+            TimelineItem(
+                "interaction", row.occurred_at, title, row.content[:200], "InteractionView", row.id, who
+            )
+        )
+    opportunities = select(Opportunity.id).where(Opportunity.customer_id == customer_id)
+    for opp in page(
+        select(Opportunity).where(Opportunity.customer_id == customer_id), Opportunity.created_at
+    ):
+        (record,) = opp
+        amount = f"¥{record.amount:,.2f}" if record.amount is not None else ""
+        items.append(
+            TimelineItem(
+                "opportunity",
+                record.created_at,
+                _("新商机 %(name)s", name=record.name),
+                amount,
+                "OpportunityView",
+                record.id,
+                str(record.owner or ""),
+            )
+        )
+    for move in page(
+        select(StageChange).where(StageChange.opportunity_id.in_(opportunities)), StageChange.changed_at
+    ):
+        (change,) = move
+        title = _(
+            "商机 %(name)s: %(to)s",
+            name=change.opportunity.name,
+            to=change.to_stage.name if change.to_stage else "",
+        )
+        detail = _("从「%(stage)s」", stage=change.from_stage.name) if change.from_stage else ""
+        items.append(
+            TimelineItem(
+                "stage",
+                change.changed_at,
+                title,
+                detail,
+                "OpportunityView",
+                change.opportunity_id,
+                str(change.changed_by or ""),
+            )
+        )
+    for row in page(select(Task).where(Task.customer_id == customer_id), Task.due_at):
+        (task,) = row
+        items.append(
+            TimelineItem(
+                "task",
+                task.due_at,
+                task.title,
+                TASK_LABELS.get(task.status, task.status),
+                "TaskView",
+                task.id,
+                str(task.owner or ""),
+            )
+        )
+    items.sort(key=lambda item: item.when, reverse=True)
+    return items[:size]
+
+
+@dataclass(frozen=True)
+class CustomerFigures:
+    won_amount: Any
+    won_count: int
+    average_won: Any
+    last_won: dt.datetime | None
+    open_amount: Any
+    open_count: int
+    follow_ups: int
+
+
+def customer_figures(session: Session, customer_id: int) -> CustomerFigures:
+    """Key figures of a customer. Until orders exist (the money issue), what the customer is
+    worth comes from won opportunities."""
+    rows = {
+        status: (count, total, last)
+        for status, count, total, last in session.execute(
+            select(
+                Opportunity.status,
+                func.count(),
+                func.sum(Opportunity.amount),
+                func.max(Opportunity.closed_at),
+            )
+            .where(Opportunity.customer_id == customer_id)
+            .group_by(Opportunity.status)
+        )
+    }
+    won_count, won_amount, last_won = rows.get("won", (0, None, None))
+    open_count, open_amount, _last = rows.get("open", (0, None, None))
+    follow_ups = session.scalar(select(func.count()).where(Interaction.customer_id == customer_id)) or 0
+    return CustomerFigures(
+        won_amount=won_amount or 0,
+        won_count=won_count,
+        average_won=(won_amount / won_count) if won_count and won_amount is not None else 0,
+        last_won=last_won,
+        open_amount=open_amount or 0,
+        open_count=open_count,
+        follow_ups=follow_ups,
+    )

@@ -169,18 +169,22 @@ class RecordService:
         """Raise AccessDenied when the actor may not write this record (override per entity)."""
 
     def save(self, session: Session, item: Any, actor: CrmUser | None) -> Any:
-        """Insert or update `item` for `actor` in one transaction."""
-        state = inspect(item)
-        is_new = state.transient or state.pending
-        if actor is not None and hasattr(item, "updated_by_id"):
-            if is_new:
-                item.created_by_id = actor.id
-            item.updated_by_id = actor.id
-        if hasattr(item, "updated_at"):
-            item.updated_at = utcnow()
+        """Insert or update `item` for `actor` in one transaction.
+
+        Nothing is flushed before the actor is set: touching an expired record would autoflush
+        its pending changes without one (a stage move recorded with nobody as its author).
+        """
         with acting_as(session, actor), write_transaction(session):
-            session.add(item)
             with session.no_autoflush:
+                state = inspect(item)
+                is_new = state.transient or state.pending
+                if actor is not None and hasattr(item, "updated_by_id"):
+                    if is_new:
+                        item.created_by_id = actor.id
+                    item.updated_by_id = actor.id
+                if hasattr(item, "updated_at"):
+                    item.updated_at = utcnow()
+                session.add(item)
                 self.before_save(session, item, actor, is_new)
                 self.authorize(session, item, actor)
             session.flush()

@@ -217,6 +217,9 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     def status_label(self) -> str:
         return CUSTOMER_STATUSES.label(self.status)
 
+    def purchase_frequency_label(self) -> str:
+        return PURCHASE_FREQUENCIES.label(self.purchase_frequency) if self.purchase_frequency else ""
+
 
 class Contact(TimestampMixin, CustomFieldsMixin, Model):
     """联系人: a person at a customer. Its data scope follows its customer's."""

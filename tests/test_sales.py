@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from app.customers import customer_figures, customer_timeline
 from app.extensions import db
 from app.sales import move_opportunities
 from models.customers import Contact, Customer
@@ -331,3 +332,42 @@ def test_data_scope_on_every_sales_entity(api_as, pipeline, resource: str) -> No
             f"/api/v1/{resource}/?q=(page_size:100,order_column:id,order_direction:desc)", headers=headers
         )
         assert (pk in {row["id"] for row in listed.json["result"]}) is sees, username
+
+
+# --- the customer 360 page ----------------------------------------------------------------------
+def test_customer_360_timeline_and_figures(api_as, login_as, pipeline) -> None:
+    customer = new_customer(api_as)
+    for day in range(1, 26):  # 25 follow-ups, one a day
+        body = {
+            "customer": customer,
+            "content": f"第{day}次跟进",
+            "occurred_at": f"2026-10-{day:02d} 09:00:00",
+        }
+        assert post(api_as, "rep_a", "interaction", body).status_code == 201
+    won = post(
+        api_as,
+        "rep_a",
+        "opportunity",
+        {
+            "name": "年度框架",
+            "customer": customer,
+            "pipeline": pipeline["id"],
+            "stage": pipeline["赢单"],
+            "amount": 880000,
+        },
+    )
+    assert won.status_code == 201, won.json
+    first = customer_timeline(db.session, customer)
+    assert len(first) == 20
+    assert [item.when for item in first] == sorted((item.when for item in first), reverse=True)
+    assert {item.kind for item in first} >= {"interaction", "opportunity", "stage"}
+    rest = customer_timeline(db.session, customer, before=first[-1].when)
+    contents = [item.detail for item in first + rest if item.kind == "interaction"]
+    assert contents == [f"第{day}次跟进" for day in range(25, 0, -1)]  # all 25, newest first, no repeats
+    figures = customer_figures(db.session, customer)
+    assert (figures.won_count, figures.won_amount, figures.follow_ups) == (1, 880000, 25)
+    page = login_as("rep_a").get(f"/customerview/show/{customer}").get_data(as_text=True)
+    assert "¥880,000.00" in page and "第25次跟进" in page and "第1次跟进" not in page
+    older = login_as("rep_a").get(f"/customerview/show/{customer}?before={first[-1].when.isoformat()}")
+    assert "第1次跟进" in older.get_data(as_text=True)
+    assert login_as("rep_c").get(f"/customerview/show/{customer}").status_code == 404

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 from flask import request
+from flask_appbuilder import expose, has_access
 from flask_appbuilder.models.sqla.filters import FilterEqual, FilterEqualFunction
 from flask_babel import lazy_gettext as _
 from sqlalchemy import select
 from wtforms import BooleanField
 
+from app.customers import customer_figures, customer_timeline
 from app.extensions import db
 from models.customers import Contact, Customer, CustomerGroup, Industry, Region, Tag
 from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView
-from views.widgets import RemoteSelectField
-
-
-def customer_select() -> RemoteSelectField:
-    """Pick a customer by typing: the list of customers is too large for a plain select."""
-    return RemoteSelectField(
-        CONTACT_LABELS["customer"],
-        model=Customer,
-        session_getter=lambda: db.session,
-        url="/api/v1/search/",
-        kind="customer",
-    )
-
+from views.sales import InteractionView, OpportunityView, TaskView
+from views.widgets import customer_select
 
 CUSTOMER_LABELS = {
     "kind": _("客户类型"),
@@ -151,11 +145,11 @@ class ContactView(CrmModelView):
     base_order = ("id", "desc")
     # a required Boolean column would make FAB require the box to be ticked
     add_form_extra_fields = {
-        "customer": customer_select(),
+        "customer": customer_select(CONTACT_LABELS["customer"]),
         "is_primary": BooleanField(CONTACT_LABELS["is_primary"]),
     }
     edit_form_extra_fields = {
-        "customer": customer_select(),
+        "customer": customer_select(CONTACT_LABELS["customer"]),
         "is_primary": BooleanField(CONTACT_LABELS["is_primary"]),
     }
 
@@ -199,7 +193,29 @@ class CustomerView(CrmModelView):
     add_form_query_rel_fields = REGION_LEVEL_FILTERS
     edit_form_query_rel_fields = REGION_LEVEL_FILTERS
     search_form_query_rel_fields = {"owner": [["id", AssignableUserFilter, None]]}
-    related_views = [ContactView]
+    related_views = [ContactView, OpportunityView, InteractionView, TaskView]
+    show_template = "crm/customer_show.html"
+
+    @expose("/show/<pk>", methods=["GET"])
+    @has_access
+    def show(self, pk: Any) -> Any:
+        """The customer 360 page: key figures, the record, and one timeline (paged by time)."""
+        widgets = self._show(pk)  # 404 outside the user's data scope
+        before = request.args.get("before")
+        try:
+            moment = dt.datetime.fromisoformat(before) if before else None
+        except ValueError:
+            moment = None
+        return self.render_template(
+            self.show_template,
+            pk=pk,
+            title=self.show_title,
+            widgets=widgets,
+            related_views=self._related_views,
+            customer=self.datamodel.get(pk),
+            figures=customer_figures(db.session, int(pk)),
+            timeline=customer_timeline(db.session, int(pk), moment),
+        )
 
 
 class IndustryView(CrmModelView):

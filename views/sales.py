@@ -17,7 +17,7 @@ from app.extensions import db
 from app.sales import convert_lead
 from models.sales import Interaction, Lead, Opportunity, Pipeline, Product, Stage, StageChange, Task
 from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView
-from views.customers import customer_select
+from views.widgets import customer_select
 
 LABELS = {
     # shared
@@ -87,7 +87,7 @@ OWNER_CHOICES = {"owner": [["id", AssignableUserFilter, None]]}
 
 
 def _customer_fields() -> dict[str, Any]:
-    return {"customer": customer_select()}
+    return {"customer": customer_select(LABELS["customer"])}
 
 
 # --- products and pipelines ---------------------------------------------------------------------

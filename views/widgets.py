@@ -9,6 +9,9 @@ from sqlalchemy import inspect
 from wtforms import Field
 from wtforms.widgets import html_params
 
+from app.extensions import db
+from models.customers import Customer
+
 
 class RemoteSelectWidget:
     """A select that asks the search API as the user types (select2 ajax, see crm.js).
@@ -64,3 +67,10 @@ class RemoteSelectField(Field):
         self.data = None
         if raw and raw.isdigit():
             self.data = self.session_getter().get(self.model, int(raw))
+
+
+def customer_select(label: Any) -> RemoteSelectField:
+    """Pick a customer by typing: the list of customers is too large for a plain select."""
+    return RemoteSelectField(
+        label, model=Customer, session_getter=lambda: db.session, url="/api/v1/search/", kind="customer"
+    )
