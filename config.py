@@ -133,3 +133,20 @@ MAIL_USERNAME = os.environ.get("MAIL_USERNAME", "")
 MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD", "")
 MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", False)
 MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "keguan@localhost")
+
+# --- Reminders and e-mail, sent by the background worker (flask crm worker) -----------------
+# A task's reminder goes out this many minutes before its due time (in-app and by e-mail)
+CRM_REMINDER_LEAD_MINUTES = int(os.environ.get("CRM_REMINDER_LEAD_MINUTES", "15"))
+# The address users open KeGuan at: links in e-mails start with it
+CRM_BASE_URL = os.environ.get("CRM_BASE_URL", "http://127.0.0.1:8080")
+# SMTP server of the outbox; empty: no mail is sent, messages wait in the outbox until it is set
+CRM_SMTP_HOST = os.environ.get("CRM_SMTP_HOST", "")
+CRM_SMTP_PORT = int(os.environ.get("CRM_SMTP_PORT", "25"))
+CRM_SMTP_USER = os.environ.get("CRM_SMTP_USER", "")
+CRM_SMTP_PASSWORD = os.environ.get("CRM_SMTP_PASSWORD", "")
+CRM_SMTP_STARTTLS = _env_bool("CRM_SMTP_STARTTLS", False)  # STARTTLS on a plain port (587)
+CRM_SMTP_SSL = _env_bool("CRM_SMTP_SSL", False)  # TLS from the first byte (port 465)
+CRM_MAIL_FROM = os.environ.get("CRM_MAIL_FROM", "keguan@localhost")
+# A message that keeps failing is tried this many times (waits 1, 2, 4 ... up to 240 minutes
+# between attempts), then marked failed; an admin can queue it again in the outbox screen
+CRM_MAIL_MAX_ATTEMPTS = int(os.environ.get("CRM_MAIL_MAX_ATTEMPTS", "10"))

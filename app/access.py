@@ -150,6 +150,9 @@ UNSCOPED_MODELS = frozenset(
     {
         "Region", "Industry", "Tag", "CustomerGroup", "Department", "RoleDataScope", "CrmUser", "CustomField",
         "Product", "Pipeline", "Stage",
+        # not owned records: a notification's screen and API filter by recipient (user_id = the
+        # current user) for everyone, the outbox is for admins only (role permissions)
+        "Notification", "OutboxMessage",
     }  # fmt: skip
 )
 

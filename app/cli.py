@@ -160,3 +160,38 @@ def recompute_formulas_command(everything: bool) -> None:
         changed = recompute_formulas(db.session, model, only_time_dependent=not everything)
         db.session.commit()
         click.echo(f"{entity}: {changed} records updated")
+
+
+@crm.command("worker")
+@click.option("--once", is_flag=True, help="run every job once now and exit (cron, tests)")
+def worker_command(once: bool) -> None:
+    """The background worker: task reminders (in-app and e-mail), the e-mail outbox, daily
+    formulas. Runs until stopped (Ctrl+C, SIGTERM); start one per installation."""
+    import logging
+    import signal
+
+    from sqlalchemy.engine import make_url
+
+    from app import worker
+
+    app = current_app._get_current_object()
+    if once:
+        for job_id, result in worker.run_once(app):
+            click.echo(f"{job_id}: {result}")
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # each job's result is echoed below
+    scheduler = worker.build_scheduler(app)
+    database = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).render_as_string(hide_password=True)
+    click.echo(f"KeGuan worker: job store {worker.JOBSTORE_TABLE} in {database}")
+    if not app.config.get("CRM_SMTP_HOST"):
+        click.echo("CRM_SMTP_HOST is empty: e-mails wait in the outbox until it is set")
+    click.echo("\n".join(worker.describe(scheduler)))
+    worker.log_job_events(scheduler, click.echo)
+    signal.signal(signal.SIGTERM, lambda signum, frame: scheduler.shutdown())
+    try:
+        scheduler.start()  # blocks
+    except (KeyboardInterrupt, SystemExit):
+        if scheduler.running:
+            scheduler.shutdown()  # waits for running jobs
+    click.echo("KeGuan worker stopped")

@@ -63,3 +63,9 @@ class Conflict(DomainError):
     converted lead to the customer that already exists."""
 
     status = 409
+
+
+class NotFound(DomainError):
+    """No such record within the actor's data scope (404: another user's record is not revealed)."""
+
+    status = 404

@@ -30,6 +30,7 @@ SELF_SERVICE = [
     (r"SearchView", r"can_results"),
     (r"SearchApi", r"can_get"),
     (r"CustomFileApi", r"can_(get|post)"),  # the API itself checks record scope and field rights
+    (r"Notification(View|Api)", r"can_(list|show|get|info|edit|put)"),  # one's own only (base filter)
 ]
 CUSTOMER_DATA = r"(Customer|Contact)(View|Api)"
 SALES_DATA = r"(Lead|Opportunity|Interaction|Task)(View|Api)"
@@ -42,6 +43,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Sales Rep": [
         (CUSTOMER_DATA, WRITE),
         (SALES_DATA, WRITE),
+        (r"Kanban(View|Api)", WRITE),  # the opportunity board (a move edits the opportunity)
         (SALES_SETUP, READ),
         (REFERENCE_DATA, READ),
         *SELF_SERVICE,
@@ -49,6 +51,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Sales Manager": [
         (CUSTOMER_DATA, WRITE),
         (SALES_DATA, WRITE),
+        (r"Kanban(View|Api)", WRITE),  # the opportunity board (a move edits the opportunity)
         (r"ProductView|ProductApi", WRITE),
         (SALES_SETUP, READ),
         EXPORT,

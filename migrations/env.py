@@ -27,8 +27,9 @@ def get_engine():
 def include_object(obj, name, type_, reflected, compare_to):
     """Autogenerate leaves alone what is managed elsewhere: the SQLite FTS5 tables and PostgreSQL
     trigram indexes of name search (by hand in migrations), and the expression indexes of
-    indexed custom fields (by the custom-field engine at run time, named ix_cf_*)."""
-    if type_ == "table" and "_fts" in (name or ""):
+    indexed custom fields (by the custom-field engine at run time, named ix_cf_*), and the
+    background worker's job store (created by APScheduler, app/worker.py)."""
+    if type_ == "table" and ("_fts" in (name or "") or name == "crm_scheduler_jobs"):
         return False
     if type_ == "index" and ((name or "").endswith("_trgm") or (name or "").startswith("ix_cf_")):
         return False

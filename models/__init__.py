@@ -10,6 +10,7 @@ from models.customers import (
     Region,
     Tag,
 )
+from models.notifications import Notification, OutboxMessage
 from models.sales import Interaction, Lead, Opportunity, Pipeline, Product, Stage, StageChange, Task
 from models.security import CrmUser, Department, RoleDataScope
 
@@ -30,6 +31,8 @@ __all__ = [
     "Stage",
     "StageChange",
     "Task",
+    "Notification",
+    "OutboxMessage",
     "CrmUser",
     "Department",
     "RoleDataScope",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _
 
-from views import customers, customfields, sales, search, security
+from views import customers, customfields, kanban, notifications, sales, search, security
 
 CUSTOMERS = "Customers"
 SALES = "Sales"
@@ -24,8 +24,10 @@ MENU = [
     (customers.TagView, "Tags", _("标签"), "fa-tags", CUSTOMERS),
     (sales.LeadView, "Leads", _("线索"), "fa-filter", SALES),
     (sales.OpportunityView, "Opportunities", _("商机"), "fa-handshake-o", SALES),
+    (kanban.KanbanView, "Opportunity board", _("商机看板"), "fa-columns", SALES),
     (sales.InteractionView, "Follow-ups", _("跟进记录"), "fa-comments", SALES),
     (sales.TaskView, "Tasks", _("任务"), "fa-check-square-o", SALES),
+    (notifications.NotificationView, "My reminders", _("我的提醒"), "fa-bell", SALES),
     (sales.ProductView, "Products", _("产品"), "fa-cube", SALES),
     (sales.PipelineView, "Pipelines", _("销售流程"), "fa-random", SETTINGS),
     (security.DepartmentView, "Departments", _("部门"), "fa-sitemap", SETTINGS),
@@ -33,6 +35,7 @@ MENU = [
     (customfields.CustomFieldView, "Custom fields", _("自定义字段"), "fa-sliders", SETTINGS),
     (customers.IndustryView, "Industries", _("行业"), "fa-industry", SETTINGS),
     (customers.RegionView, "Regions", _("行政区划"), "fa-map", SETTINGS),
+    (notifications.OutboxMessageView, "Outbox", _("发件箱"), "fa-envelope", SETTINGS),
 ]
 CATEGORIES = {
     CUSTOMERS: (_("客户"), "fa-users"),
@@ -60,6 +63,9 @@ APIS = [
     sales.InteractionApi,
     sales.TaskApi,
     sales.StageChangeApi,
+    notifications.NotificationApi,
+    notifications.OutboxMessageApi,
+    kanban.KanbanApi,
 ]
 
 
