@@ -16,11 +16,15 @@ NOW = dt.datetime(2026, 11, 23, 8, 0)
 
 def customer_with_purchases(pipeline: Pipeline, *days_ago: int, city: int | None = None) -> int:
     rep = user("rep_a")
-    customer = Customer(name=unique_name("频次"), owner=rep, city_code=city, province_code=370000 if city else None)
+    customer = Customer(
+        name=unique_name("频次"), owner=rep, city_code=city, province_code=370000 if city else None
+    )
     db.session.add(customer)
     db.session.commit()
     for days in days_ago:
-        won = Opportunity(name=unique_name("成交"), customer=customer, pipeline=pipeline, stage=pipeline.stages[1])
+        won = Opportunity(
+            name=unique_name("成交"), customer=customer, pipeline=pipeline, stage=pipeline.stages[1]
+        )
         opportunity_service.save(db.session, won, rep)
         won.closed_at = NOW - dt.timedelta(days=days)
         db.session.commit()
