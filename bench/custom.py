@@ -285,6 +285,28 @@ def prepare(app: Flask, seed: int) -> dict[str, Any]:
     return info
 
 
+def definitions_cost(app: Flask, calls: int = 300) -> dict[str, float]:
+    """Milliseconds per `customfields.definitions.definitions()` call (what every
+    `custom_fields()` of a view runs: the version query, then a detached copy of every
+    definition of the entity): for customers, as their ten fields are now, and for contacts,
+    which have none."""
+    from customfields.definitions import definitions
+
+    cost = {}
+    with app.app_context():
+        try:
+            session = db.session
+            for entity in ("customer", "contact"):
+                definitions(session, entity)
+                started = time.perf_counter()
+                for _ in range(calls):
+                    definitions(session, entity)
+                cost[entity] = round((time.perf_counter() - started) * 1000 / calls, 3)
+        finally:
+            db.session.remove()
+    return cost
+
+
 # --- operations -------------------------------------------------------------------------------
 def choice_for(probe: Probe, api_name: str) -> str:
     """A different choice from one repetition to the next (the probe's customer is random)."""

@@ -623,6 +623,7 @@ OVERHEAD_PATTERN = (True, False, False, True)
 OVERHEAD_ROUNDS = 5
 #: timed requests per condition, operation and user: this many times --repeat (the difference is small)
 OVERHEAD_SAMPLES = 3
+VERSION_TABLE = "crm_custom_field_version"
 
 
 def time_one(op: Operation, actor: Actor, probe: Probe, queries: QueryLog) -> tuple[float, float, int]:
@@ -630,7 +631,7 @@ def time_one(op: Operation, actor: Actor, probe: Probe, queries: QueryLog) -> tu
     (less disturbed by other processes than the clock; SQLite's work is in-process, PostgreSQL's
     is not), and the statements sent."""
     client = actor.api if op.api else actor.web
-    queries.reset()
+    queries.reset(keep=True)
     started, cpu_started = time.perf_counter(), time.process_time()
     response = client.get(op.url(probe), headers=actor.headers if op.api else {})
     response.get_data()
@@ -656,6 +657,7 @@ def measure_overhead(
     wall: dict[tuple[str, str, bool], list[float]] = {}
     cpu: dict[tuple[str, str, bool], list[float]] = {}
     counts: dict[tuple[str, str, bool], int] = {}
+    lookups: dict[tuple[str, str, bool], int] = {}
     toggles: list[float] = []
     print(
         f"\nengine overhead: {len(blocks)} alternating blocks (fields live / archived) "
@@ -675,6 +677,10 @@ def measure_overhead(
                         wall.setdefault(key, []).append(elapsed)
                         cpu.setdefault(key, []).append(cpu_ms)
                         counts[key] = count
+                        lookups[key] = sum(VERSION_TABLE in sql for sql in queries.statements)
+        definitions_ms = {"live": custom.definitions_cost(app)}
+        custom.set_archived(app, True)
+        definitions_ms["archived"] = custom.definitions_cost(app)
     finally:
         custom.set_archived(app, False)
     results, summary = [], []
@@ -699,6 +705,8 @@ def measure_overhead(
                 "cpu_median_ms_without_fields": round(statistics.median(cpu[dead]), 2),
                 "queries_with_10_fields": counts[live],
                 "queries_without_fields": counts[dead],
+                "definition_lookups_with_10_fields": lookups[live],
+                "definition_lookups_without_fields": lookups[dead],
             }
             diff = row["median_ms_with_10_fields"] - row["median_ms_without_fields"]
             cpu_diff = row["cpu_median_ms_with_10_fields"] - row["cpu_median_ms_without_fields"]
@@ -718,7 +726,17 @@ def measure_overhead(
                 results.append(make_result(name, db_name, wall[key], counts[key], raw_times, raw_count))
     toggle_ms = round(1000 * statistics.median(toggles), 1)
     print(f"(archiving or restoring the 10 fields through the service: {toggle_ms} ms median)")
-    summary.append({"archive_or_restore_10_fields_ms": toggle_ms})
+    per_request = {key[0]: (lookups[key], lookups[key[:2] + (False,)]) for key in lookups if key[2]}
+    print(
+        "definition lookups (custom_fields() -> definitions(), each a version query) per request, "
+        "live / archived: " + ", ".join(f"{name} {a} / {b}" for name, (a, b) in per_request.items())
+    )
+    print(
+        f"definitions() per call: customer with 10 live fields {definitions_ms['live']['customer']} ms, "
+        f"with 10 archived {definitions_ms['archived']['customer']} ms, "
+        f"contact (no fields) {definitions_ms['live']['contact']} ms"
+    )
+    summary.append({"archive_or_restore_10_fields_ms": toggle_ms, "definitions_call_ms": definitions_ms})
     return results, summary
 
 
