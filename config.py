@@ -126,14 +126,6 @@ LANGUAGES = {
     "en": {"flag": "gb", "name": "English"},
 }
 
-# --- Mail (outbox and SMTP; used by reminders and campaigns) --------------------------------
-MAIL_SERVER = os.environ.get("MAIL_SERVER", "localhost")
-MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))
-MAIL_USERNAME = os.environ.get("MAIL_USERNAME", "")
-MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD", "")
-MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", False)
-MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "keguan@localhost")
-
 # --- Reminders and e-mail, sent by the background worker (flask crm worker) -----------------
 # A task's reminder goes out this many minutes before its due time (in-app and by e-mail)
 CRM_REMINDER_LEAD_MINUTES = int(os.environ.get("CRM_REMINDER_LEAD_MINUTES", "15"))
@@ -150,3 +142,13 @@ CRM_MAIL_FROM = os.environ.get("CRM_MAIL_FROM", "keguan@localhost")
 # A message that keeps failing is tried this many times (waits 1, 2, 4 ... up to 240 minutes
 # between attempts), then marked failed; an admin can queue it again in the outbox screen
 CRM_MAIL_MAX_ATTEMPTS = int(os.environ.get("CRM_MAIL_MAX_ATTEMPTS", "10"))
+
+# --- Customer classification, recomputed daily by the worker (flask crm classify) -----------
+# Purchase frequency: purchases (won deals, later approved orders) within the window; at least
+# HIGH is 高频, at least MID 中频, fewer 低频
+CRM_FREQUENCY_WINDOW_DAYS = int(os.environ.get("CRM_FREQUENCY_WINDOW_DAYS", "365"))
+CRM_FREQUENCY_HIGH = int(os.environ.get("CRM_FREQUENCY_HIGH", "6"))
+CRM_FREQUENCY_MID = int(os.environ.get("CRM_FREQUENCY_MID", "2"))
+# The company's own city (6-digit code, e.g. 370500 东营市): customers there are 本地, others
+# 外地; empty: local/remote is not computed
+CRM_HOME_CITY = os.environ.get("CRM_HOME_CITY", "")

@@ -8,13 +8,15 @@ Until orders exist (the money issue), a purchase is a won opportunity closed in 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
-from models.customers import Customer
+from models.customers import Customer, Region
 from models.sales import Opportunity
 
 
@@ -25,6 +27,20 @@ class FrequencyRule:
     window_days: int = 365
     high: int = 6
     mid: int = 2
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FrequencyRule:
+        rule = cls(
+            int(config.get("CRM_FREQUENCY_WINDOW_DAYS", 365)),
+            int(config.get("CRM_FREQUENCY_HIGH", 6)),
+            int(config.get("CRM_FREQUENCY_MID", 2)),
+        )
+        if not (rule.window_days > 0 and rule.high > rule.mid > 0):
+            raise ValueError(
+                "CRM_FREQUENCY_*: the window must be positive and HIGH > MID > 0 "
+                f"(got window {rule.window_days}, high {rule.high}, mid {rule.mid})"
+            )
+        return rule
 
 
 def classify_purchase_frequency(session: Session, rule: FrequencyRule, now: dt.datetime | None = None) -> int:
@@ -67,3 +83,28 @@ def classify_locality(session: Session, home_city_code: int) -> int:
         )
         changed += result.rowcount or 0
     return changed
+
+
+def home_city(session: Session, config: Mapping[str, Any]) -> int | None:
+    """CRM_HOME_CITY as a city code, None when unset; a code that is not a city is refused, so a
+    typo cannot silently make every customer 外地."""
+    raw = str(config.get("CRM_HOME_CITY") or "").strip()
+    if not raw:
+        return None
+    city = None
+    if raw.isdigit():
+        city = session.scalar(select(Region.code).where(Region.code == int(raw), Region.level == 2))
+    if city is None:
+        raise ValueError(f"CRM_HOME_CITY={raw!r} is not a city code (e.g. 370500 for 东营市)")
+    return city
+
+
+def classify_customers(session: Session, config: Mapping[str, Any], now: dt.datetime | None = None) -> str:
+    """Both classifications with the installation's settings (the worker's daily job and
+    `flask crm classify`); the caller commits. Returns a one-line report."""
+    rule = FrequencyRule.from_config(config)
+    city = home_city(session, config)
+    report = f"purchase frequency: {classify_purchase_frequency(session, rule, now)} changed"
+    if city is None:
+        return report + "; local/remote: CRM_HOME_CITY not set"
+    return report + f"; local/remote: {classify_locality(session, city)} changed"

@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from app import demo
+from app.classification import classify_customers
 from app.customfields import ENTITY_MODELS, recompute_formulas
 from app.extensions import db
 from app.regions import load_regions
@@ -162,11 +163,23 @@ def recompute_formulas_command(everything: bool) -> None:
         click.echo(f"{entity}: {changed} records updated")
 
 
+@crm.command("classify")
+def classify_command() -> None:
+    """Recompute every customer's purchase frequency and local/remote now (the worker does it
+    daily), with CRM_FREQUENCY_* and CRM_HOME_CITY."""
+    try:
+        report = classify_customers(db.session, current_app.config)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    db.session.commit()
+    click.echo(report)
+
+
 @crm.command("worker")
 @click.option("--once", is_flag=True, help="run every job once now and exit (cron, tests)")
 def worker_command(once: bool) -> None:
     """The background worker: task reminders (in-app and e-mail), the e-mail outbox, daily
-    formulas. Runs until stopped (Ctrl+C, SIGTERM); start one per installation."""
+    formulas and customer classification. Runs until stopped (Ctrl+C, SIGTERM); start one per installation."""
     import logging
     import signal
 

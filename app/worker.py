@@ -28,6 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 from sqlalchemy import inspect, select
 
+from app.classification import classify_customers
 from app.customfields import ENTITY_MODELS, recompute_formulas
 from app.extensions import db
 from app.notifications import SmtpSettings, deliver_outbox, send_due_reminders
@@ -80,6 +81,14 @@ def formulas_job() -> str:
     return ", ".join(f"{entity} {count}" for entity, count in changed.items()) + " records updated"
 
 
+def classification_job() -> str:
+    """Purchase frequency and local/remote of every customer (daily)."""
+    with job_context() as app:
+        report = classify_customers(db.session, app.config)
+        db.session.commit()
+    return report
+
+
 @dataclass(frozen=True)
 class JobSpec:
     id: str
@@ -100,6 +109,8 @@ JOBS: list[JobSpec] = [
             "send the e-mail outbox, every minute", run_at_start=True),
     JobSpec("formulas", formulas_job, lambda tz: CronTrigger(hour=2, minute=0, timezone=tz),
             "recompute TODAY() formulas, daily at 02:00", grace_seconds=6 * 3600),
+    JobSpec("classification", classification_job, lambda tz: CronTrigger(hour=2, minute=30, timezone=tz),
+            "purchase frequency and local/remote, daily at 02:30", grace_seconds=6 * 3600),
 ]  # fmt: skip
 
 

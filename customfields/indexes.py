@@ -53,9 +53,26 @@ def sync_indexes(session: Session, model: type, field: CustomField, deleted: boo
     for name in existing_indexes(session, field) - set(wanted):
         connection.exec_driver_sql(f'DROP INDEX IF EXISTS "{name}"')
     present = existing_indexes(session, field)
-    for name, index in wanted.items():
-        if name not in present:
-            ddl = CreateIndex(index).compile(
-                dialect=connection.dialect, compile_kwargs={"literal_binds": True}
-            )
-            connection.exec_driver_sql(str(ddl))
+    built = [name for name in wanted if name not in present]
+    for name in built:
+        ddl = CreateIndex(wanted[name]).compile(
+            dialect=connection.dialect, compile_kwargs={"literal_binds": True}
+        )
+        connection.exec_driver_sql(str(ddl))
+    if built:
+        refresh_statistics(session, model, built)
+
+
+def refresh_statistics(session: Session, model: type, index_names: list[str]) -> None:
+    """Tell the planner how selective new indexes are. Without statistics an equality on an
+    expression index looks as good as one on the owner index, so a rep's list filtered by a
+    five-choice select walked 200,000 index entries instead of the rep's 5,000 customers.
+    SQLite: `ANALYZE` of just the new indexes (reads them once, far cheaper than building them);
+    PostgreSQL: `ANALYZE` of the table (a sample; expression statistics come only from it)."""
+    connection = session.connection()
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        for name in index_names:
+            connection.exec_driver_sql(f'ANALYZE "{name}"')
+    elif dialect == "postgresql":
+        connection.exec_driver_sql(f'ANALYZE "{model.__table__.name}"')

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from app.classification import FrequencyRule, classify_locality, classify_purchase_frequency
 from app.extensions import db
 from app.sales import opportunity_service
@@ -52,3 +54,31 @@ def test_purchase_frequency_and_locality(app) -> None:
     assert rows[never].locality is None  # no city: left alone
     # idempotent: a second run changes nothing of these
     assert classify_purchase_frequency(db.session, rule, NOW) == 0
+
+
+def test_classify_command_uses_the_settings(app, monkeypatch) -> None:
+    monkeypatch.setitem(app.config, "CRM_HOME_CITY", "370500")
+    result = app.test_cli_runner().invoke(args=["crm", "classify"])
+    assert result.exit_code == 0, result.output
+    assert "purchase frequency:" in result.output and "local/remote:" in result.output
+    monkeypatch.setitem(app.config, "CRM_HOME_CITY", "")
+    result = app.test_cli_runner().invoke(args=["crm", "classify"])
+    assert "CRM_HOME_CITY not set" in result.output
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("CRM_HOME_CITY", "370000", "not a city code"),  # a province
+        ("CRM_HOME_CITY", "东营", "not a city code"),
+        ("CRM_FREQUENCY_MID", "9", "HIGH > MID > 0"),  # above HIGH (6)
+        ("CRM_FREQUENCY_WINDOW_DAYS", "0", "window must be positive"),
+    ],
+)
+def test_bad_classification_settings_are_refused(app, monkeypatch, setting, value, message) -> None:
+    monkeypatch.setitem(app.config, setting, value)
+    db.session.query(Customer).update({Customer.purchase_frequency: None})  # would be rewritten
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["crm", "classify"])
+    assert result.exit_code != 0 and message in result.output
+    assert db.session.query(Customer).filter(Customer.purchase_frequency.is_not(None)).count() == 0
