@@ -153,6 +153,9 @@ UNSCOPED_MODELS = frozenset(
         # not owned records: a notification's screen and API filter by recipient (user_id = the
         # current user) for everyone, the outbox is for admins only (role permissions)
         "Notification", "OutboxMessage",
+        # configuration an admin edits: pools and their rules, approval flows and their steps;
+        # sales targets are team goals everyone in sales may read
+        "CustomerPool", "PoolRule", "ApprovalFlow", "ApprovalStep", "SalesTarget",
     }  # fmt: skip
 )
 

@@ -1,6 +1,7 @@
 """All of KeGuan's models; importing this package registers every table on Model.metadata."""
 
 from customfields.definitions import CustomField  # also registers CustomFieldVersion
+from models.approvals import ApprovalDecision, ApprovalFlow, ApprovalRequest, ApprovalStep
 from models.base import Model
 from models.customers import (
     Contact,
@@ -11,6 +12,8 @@ from models.customers import (
     Tag,
 )
 from models.notifications import Notification, OutboxMessage
+from models.orders import Invoice, Order, OrderLine, Payment, PaymentPlan, SalesTarget
+from models.pools import CustomerPool, CustomerTeamMember, PoolMove, PoolRule
 from models.sales import Interaction, Lead, Opportunity, Pipeline, Product, Stage, StageChange, Task
 from models.security import CrmUser, Department, RoleDataScope
 
@@ -31,6 +34,20 @@ __all__ = [
     "Stage",
     "StageChange",
     "Task",
+    "ApprovalDecision",
+    "ApprovalFlow",
+    "ApprovalRequest",
+    "ApprovalStep",
+    "Invoice",
+    "Order",
+    "OrderLine",
+    "Payment",
+    "PaymentPlan",
+    "SalesTarget",
+    "CustomerPool",
+    "CustomerTeamMember",
+    "PoolMove",
+    "PoolRule",
     "Notification",
     "OutboxMessage",
     "CrmUser",

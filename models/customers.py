@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -176,6 +177,21 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     # kept up to date by follow-ups (跟进记录)
     last_followup_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
     next_contact_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    # the customer pool (公海): a customer is owned (私海) or sits in a pool (pool_id set, no owner)
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("crm_pool.id", ondelete="SET NULL"), index=True)
+    pooled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    #: since when the current owner has it (claim, assignment, creation): "not won within N days"
+    owned_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    #: a locked customer (锁定) is exempt from recycling and counts against the lock capacity
+    locked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    #: when the pool's rules will take it back, recomputed daily by the worker (warning, workbench)
+    recycle_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    # invoicing details (开票信息), copied onto each invoice
+    invoice_title: Mapped[str | None] = mapped_column(String(200))
+    tax_number: Mapped[str | None] = mapped_column(String(20))
+    bank_name: Mapped[str | None] = mapped_column(String(100))
+    bank_account: Mapped[str | None] = mapped_column(String(40))
+    invoice_address_phone: Mapped[str | None] = mapped_column(String(255))
 
     industry: Mapped[Industry | None] = relationship(Industry)
     province: Mapped[Region | None] = relationship(Region, foreign_keys=[province_code])

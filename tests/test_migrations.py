@@ -25,5 +25,19 @@ def test_migrated_schema_matches_models() -> None:
         if not (d[0] == "remove_table" and d[1].name in ignored_tables)
         and not (d[0] == "remove_index" and d[1].name.endswith("_trgm"))
         and not (d[0] == "remove_index" and d[1].table.name == "crm_scheduler_jobs")
+        and not is_inline_sqlite_foreign_key(d)
     ]
     assert relevant == [], relevant
+
+
+def is_inline_sqlite_foreign_key(difference: tuple) -> bool:
+    """crm_customer.pool_id was added with an inline REFERENCES (rebuilding crm_customer would
+    drop its triggers); SQLAlchemy does not read ON DELETE from that form, so compare_metadata
+    sees a difference. PRAGMA foreign_key_list shows what SQLite enforces: checked here."""
+    if db.engine.dialect.name != "sqlite" or difference[0] not in ("add_fk", "remove_fk"):
+        return False
+    if difference[1].column_keys != ["pool_id"]:
+        return False
+    with db.engine.connect() as connection:
+        rows = connection.exec_driver_sql("PRAGMA foreign_key_list(crm_customer)").mappings().all()
+    return any(r["from"] == "pool_id" and r["table"] == "crm_pool" and r["on_delete"] == "SET NULL" for r in rows)
