@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import UnaryExpression
 
 from app.access import scope_clause
 from models.base import utcnow
@@ -98,7 +99,9 @@ def workbench(
         items = list(session.scalars(query.order_by(key).limit(size)))
         if len(items) < size:
             return WorkList(items, len(items))
-        inner = query.with_only_columns(key).limit(cap).subquery()
+        # count the ordering column alone (an index can answer), not "created_at DESC AS ..."
+        column = key.element if isinstance(key, UnaryExpression) else key
+        inner = query.with_only_columns(column).limit(cap).subquery()
         return WorkList(items, session.scalar(select(func.count()).select_from(inner)) or 0)
 
     tasks = select(Task).where(scope_clause(session, Task, user), Task.status == "open")
