@@ -32,13 +32,12 @@ from sqlalchemy import (
     ColumnElement,
     Engine,
     create_engine,
-    event,
     func,
     select,
     text,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 import config
 from app import create_app, demo
@@ -46,31 +45,34 @@ from app.access import scope_clause
 from app.cli import ensure_admin, setup_database
 from app.extensions import db
 from app.search import search_statements
-from bench import custom
+from bench import custom, sales
 from bench.common import (
+    DEFAULT_TARGET_MS,
     PAGE_SIZE,
+    PASSWORD,
+    BenchError,
     Operation,
     Probe,
+    QueryLog,
     RawContext,
+    Result,
     capped_count_statement,
+    customer_record_statements,
     customer_rows_statement,
+    failed_result,
+    login,
+    make_result,
+    p95,
 )
 from models.customers import (
     Contact,
     Customer,
-    CustomerGroup,
-    Industry,
-    Region,
-    Tag,
-    customer_group_member,
-    customer_tag,
 )
-from models.security import CrmUser, Department
+from models.security import CrmUser
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
-TARGET_MS = 100
-PASSWORD = "Bench-Passw0rd!"
+TARGET_MS = DEFAULT_TARGET_MS
 REP_USERNAME = "bench_03_04"  # a Sales Rep: bench_TT_00 is each team's manager
 ADMIN_USERNAME = "admin"
 # Two-character words found inside generated names: each is one of six suffixes (~1/6 of rows)
@@ -112,6 +114,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "per-request overhead (default: on)",
     )
     parser.add_argument(
+        "--sales",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="generate opportunities, follow-ups, tasks and leads on the bench customers and time "
+        "the board, the workbench and the customer 360 page (default: on)",
+    )
+    parser.add_argument(
         "--analyze",
         action="store_true",
         help="run ANALYZE crm_customer before timing (planner statistics, on SQLite and on the "
@@ -120,7 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--explain",
         action="store_true",
-        help="print the database's plan of the raw SQL of each custom-field operation",
+        help="print the database's plan of the raw SQL of each custom-field and sales operation",
     )
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.warmup < 0 or args.customers < 1:
@@ -256,21 +265,6 @@ class Actor:
     probes: list[Probe] = field(default_factory=list)
 
 
-def login(app: Flask, username: str) -> tuple[FlaskClient, FlaskClient, dict[str, str]]:
-    """A browser-like client logged in through /login/, and a client with a JWT for the API."""
-    web = app.test_client()
-    response = web.post("/login/", data={"username": username, "password": PASSWORD})
-    if response.status_code != 302:
-        raise SystemExit(f"login of {username} failed: {response.status_code}")
-    api = app.test_client()
-    response = api.post(
-        "/api/v1/security/login", json={"username": username, "password": PASSWORD, "provider": "db"}
-    )
-    if response.status_code != 200 or not response.json:
-        raise SystemExit(f"API login of {username} failed: {response.status_code}")
-    return web, api, {"Authorization": f"Bearer {response.json['access_token']}"}
-
-
 def make_actors(app: Flask, count: int, rng: random.Random) -> list[Actor]:
     actors = []
     with app.app_context():
@@ -369,41 +363,10 @@ def raw_search_word(session: Session, ctx: RawContext, probe: Probe) -> None:
 
 def _customer_record(session: Session, ctx: RawContext, customer_id: int) -> None:
     """One customer with every many-to-one name the page shows, its tags and groups."""
-    province, city, district = aliased(Region), aliased(Region), aliased(Region)
-    owner, created_by, updated_by = aliased(CrmUser), aliased(CrmUser), aliased(CrmUser)
-    stmt = (
-        select(
-            *Customer.__table__.columns,
-            Industry.name,
-            province.name,
-            city.name,
-            district.name,
-            owner.username,
-            Department.name,
-            created_by.username,
-            updated_by.username,
-        )
-        .outerjoin(Industry, Industry.id == Customer.industry_id)
-        .outerjoin(province, province.code == Customer.province_code)
-        .outerjoin(city, city.code == Customer.city_code)
-        .outerjoin(district, district.code == Customer.district_code)
-        .outerjoin(owner, owner.id == Customer.owner_id)
-        .outerjoin(Department, Department.id == Customer.department_id)
-        .outerjoin(created_by, created_by.id == Customer.created_by_id)
-        .outerjoin(updated_by, updated_by.id == Customer.updated_by_id)
-        .where(Customer.id == customer_id, ctx.customer_scope)
-    )
-    session.execute(stmt).one()
-    session.execute(
-        select(Tag.id, Tag.name)
-        .join(customer_tag, customer_tag.c.tag_id == Tag.id)
-        .where(customer_tag.c.customer_id == customer_id)
-    ).all()
-    session.execute(
-        select(CustomerGroup.id, CustomerGroup.name)
-        .join(customer_group_member, customer_group_member.c.group_id == CustomerGroup.id)
-        .where(customer_group_member.c.customer_id == customer_id)
-    ).all()
+    record, tags, groups = customer_record_statements(ctx.customer_scope, customer_id)
+    session.execute(record).one()
+    session.execute(tags).all()
+    session.execute(groups).all()
 
 
 def raw_detail(session: Session, ctx: RawContext, probe: Probe) -> None:
@@ -457,57 +420,6 @@ OPERATIONS = [
     Operation("REST list", lambda p: "/api/v1/customer/", raw_rest_list, api=True),
     Operation("REST get", lambda p: f"/api/v1/customer/{p.customer_id}", raw_rest_get, api=True),
 ]
-
-
-class BenchError(Exception):
-    """An operation that could not be timed (a non-200 answer or an exception)."""
-
-
-class QueryLog:
-    """Counts (and optionally keeps) every statement sent to the database."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.count = 0
-        self.keep = False
-        self.statements: list[str] = []
-        event.listen(engine, "before_cursor_execute", self._on_execute)
-
-    def _on_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.count += 1
-        if self.keep:
-            self.statements.append(" ".join(statement.split()))
-
-    def reset(self, keep: bool = False) -> None:
-        self.count, self.keep, self.statements = 0, keep, []
-
-
-@dataclass
-class Result:
-    operation: str
-    db: str
-    n: int
-    median_ms: float
-    p95_ms: float
-    raw_sql_ms: float
-    target_ms: int
-    queries: int
-    raw_queries: int
-    overhead_ratio: float
-    raw_p95_ms: float
-    error: str | None = None
-
-    def line(self) -> str:
-        if self.error:
-            return f"{self.operation:<48}{self.db:<12}{'ERROR':<36}{self.target_ms}  {self.error}"
-        return (
-            f"{self.operation:<48}{self.db:<12}{self.n:<5}{self.median_ms:<11.1f}"
-            f"{self.p95_ms:<8.1f}{self.raw_sql_ms:<12.1f}{self.target_ms}"
-        )
-
-
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
 def time_requests(
@@ -595,25 +507,6 @@ def run_operations(
             for statement in statements:
                 print(f"    SQL: {statement[:300]}", flush=True)
     return results
-
-
-def make_result(
-    name: str, db_name: str, times: list[float], count: int, raw_times: list[float], raw_count: int
-) -> Result:
-    median, raw_median = statistics.median(times), statistics.median(raw_times)
-    return Result(
-        operation=name,
-        db=db_name,
-        n=len(times),
-        median_ms=round(median, 2),
-        p95_ms=round(p95(times), 2),
-        raw_sql_ms=round(raw_median, 2),
-        target_ms=TARGET_MS,
-        queries=count,
-        raw_queries=raw_count,
-        overhead_ratio=round(median / raw_median, 1) if raw_median > 0 else math.inf,
-        raw_p95_ms=round(p95(raw_times), 2),
-    )
 
 
 #: the ordinary requests whose cost with and without custom fields defined is compared
@@ -741,9 +634,7 @@ def measure_overhead(
 
 
 def failed(op: Operation, actor: Actor, db_name: str, exc: Exception) -> Result:
-    message = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
-    nan = math.nan
-    return Result(f"{op.name} ({actor.label})", db_name, 0, nan, nan, nan, TARGET_MS, 0, 0, nan, nan, message)
+    return failed_result(f"{op.name} ({actor.label})", db_name, exc, TARGET_MS)
 
 
 def print_query_counts(results: list[Result]) -> None:
@@ -818,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"customers: {info['customers']:,}  contacts: {info['contacts']:,}", flush=True)
     if args.custom_fields:
         info["custom_fields"] = custom.prepare(app, args.seed)
+    if args.sales and (args.build_only or sales.wanted(args)):
+        info["sales"] = sales.prepare(app, args.seed)
     if args.build_only:
         return 0
     with app.app_context():
@@ -838,6 +731,12 @@ def main(argv: list[str] | None = None) -> int:
     if cf_operations and args.explain:
         names = [op.name for op in cf_operations]
         custom.explain(app, names, [(a.label, a.user_id, a.probes[args.warmup]) for a in actors])
+    if args.sales:
+        info["sales_checks"] = []
+        sales_results = sales.run(app, args, queries, db_name, HEADER, info["sales_checks"])
+        if sales_results:
+            print(sales.summary_line(sales_results), flush=True)
+        results.extend(sales_results)
     print_query_counts(results)
     path = write_json(db_name, url, args, info, results)
     print(f"\nwritten {path.relative_to(BENCH_DIR.parent)}")
