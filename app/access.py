@@ -12,7 +12,7 @@ request into `g`, so a page costs two tiny queries for scope, not one per row.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import current_app, has_request_context, request
@@ -126,9 +126,13 @@ def entity_name(model: type) -> str:
     return getattr(model, "__tablename__", model.__name__).removeprefix("crm_")
 
 
+def _is_active(user: CrmUser | None) -> bool:
+    return user is not None and bool(getattr(user, "is_authenticated", False)) and bool(user.is_active)
+
+
 def owner_clause(session: Session, model: type, user: CrmUser | None) -> ColumnElement[bool]:
     """The condition on an owned model's own columns (owner_id, department_id)."""
-    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+    if not _is_active(user):
         return false()
     scope = user_scope(session, user, entity_name(model))
     own = model.owner_id == user.id
@@ -160,6 +164,17 @@ UNSCOPED_MODELS = frozenset(
 )
 
 
+#: Rows a user sees besides their data scope, per owned model: model -> user -> SQL condition.
+#: A domain registers its rule here (approvals: the requests waiting for me or that I decided), so
+#: every screen, API, search and dashboard that asks scope_clause() applies it too.
+SCOPE_EXTENSIONS: dict[type, Callable[[CrmUser], ColumnElement[bool]]] = {}
+
+
+def extend_scope(model: type, also_visible: Callable[[CrmUser], ColumnElement[bool]]) -> None:
+    """Let users also see the rows of `model` that `also_visible(user)` selects."""
+    SCOPE_EXTENSIONS[model] = also_visible
+
+
 def is_scoped(model: type) -> bool:
     """Whether rows of this model are filtered by data scope."""
     return issubclass(model, OwnedMixin) or bool(getattr(model, "__scope_parent__", None))
@@ -175,7 +190,11 @@ def scope_clause(session: Session, model: type, user: CrmUser | None) -> ColumnE
     correlated EXISTS would test every child row.
     """
     if issubclass(model, OwnedMixin):
-        return owner_clause(session, model, user)
+        clause = owner_clause(session, model, user)
+        also_visible = SCOPE_EXTENSIONS.get(model)
+        if also_visible is None or isinstance(clause, True_) or not _is_active(user):
+            return clause
+        return or_(clause, also_visible(user))
     parent_name = getattr(model, "__scope_parent__", None)
     if parent_name:
         relationship = getattr(model, parent_name)

@@ -31,10 +31,15 @@ SELF_SERVICE = [
     (r"SearchApi", r"can_get"),
     (r"CustomFileApi", r"can_(get|post)"),  # the API itself checks record scope and field rights
     (r"Notification(View|Api)", r"can_(list|show|get|info|edit|put)"),  # one's own only (base filter)
+    # approvals: the scope rule shows what waits for me, what I decided and my own; the engine
+    # decides whether I may decide
+    (r"ApprovalRequest(View|Api)", r"can_(list|show|get|info|decide)"),
+    (r"ApprovalDecision(View|Api)", READ),
 ]
 CUSTOMER_DATA = r"(Customer|Contact)(View|Api)"
 SALES_DATA = r"(Lead|Opportunity|Interaction|Task)(View|Api)"
 SALES_SETUP = r"(Product|Pipeline|Stage|StageChange)(View|Api)"
+TARGETS = r"SalesTarget(View|Api)"  # 业绩目标: sales roles read them, managers set them
 EXPORT = (r"(Customer|Contact)View", r"can_export")  # CSV of whole lists: not for every rep
 REFERENCE_DATA = r"(Industry|Tag|CustomerGroup|Region)(View|Api)"
 
@@ -45,6 +50,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (SALES_DATA, WRITE),
         (r"Kanban(View|Api)", WRITE),  # the opportunity board (a move edits the opportunity)
         (SALES_SETUP, READ),
+        (TARGETS, READ),
         (REFERENCE_DATA, READ),
         *SELF_SERVICE,
     ],
@@ -54,6 +60,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (r"Kanban(View|Api)", WRITE),  # the opportunity board (a move edits the opportunity)
         (r"ProductView|ProductApi", WRITE),
         (SALES_SETUP, READ),
+        (TARGETS, WRITE),
         EXPORT,
         (r"(Tag|CustomerGroup)(View|Api)", WRITE),
         (REFERENCE_DATA, READ),

@@ -9,7 +9,17 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _
 
-from views import customers, customfields, kanban, notifications, sales, search, security
+from views import (
+    approvals,
+    customers,
+    customfields,
+    kanban,
+    notifications,
+    sales,
+    search,
+    security,
+    targets,
+)
 
 CUSTOMERS = "Customers"
 SALES = "Sales"
@@ -29,6 +39,8 @@ MENU = [
     (sales.TaskView, "Tasks", _("任务"), "fa-check-square-o", SALES),
     (notifications.NotificationView, "My reminders", _("我的提醒"), "fa-bell", SALES),
     (sales.ProductView, "Products", _("产品"), "fa-cube", SALES),
+    (approvals.ApprovalRequestView, "Approvals", _("审批"), "fa-check-circle", SALES),
+    (targets.SalesTargetView, "Sales targets", _("业绩目标"), "fa-bullseye", SALES),
     (sales.PipelineView, "Pipelines", _("销售流程"), "fa-random", SETTINGS),
     (security.DepartmentView, "Departments", _("部门"), "fa-sitemap", SETTINGS),
     (security.RoleDataScopeView, "Data scopes", _("数据权限"), "fa-filter", SETTINGS),
@@ -36,6 +48,7 @@ MENU = [
     (customers.IndustryView, "Industries", _("行业"), "fa-industry", SETTINGS),
     (customers.RegionView, "Regions", _("行政区划"), "fa-map", SETTINGS),
     (notifications.OutboxMessageView, "Outbox", _("发件箱"), "fa-envelope", SETTINGS),
+    (approvals.ApprovalFlowView, "Approval flows", _("审批流程"), "fa-sitemap", SETTINGS),
 ]
 CATEGORIES = {
     CUSTOMERS: (_("客户"), "fa-users"),
@@ -66,6 +79,11 @@ APIS = [
     notifications.NotificationApi,
     notifications.OutboxMessageApi,
     kanban.KanbanApi,
+    approvals.ApprovalRequestApi,
+    approvals.ApprovalDecisionApi,
+    approvals.ApprovalFlowApi,
+    approvals.ApprovalStepApi,
+    targets.SalesTargetApi,
 ]
 
 
@@ -85,5 +103,7 @@ def register_all(appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(search.SearchView)
     appbuilder.add_view_no_menu(sales.StageView)
     appbuilder.add_view_no_menu(sales.StageChangeView)
+    appbuilder.add_view_no_menu(approvals.ApprovalStepView)
+    appbuilder.add_view_no_menu(approvals.ApprovalDecisionView)
     for api in APIS:
         appbuilder.add_api(api)
