@@ -11,17 +11,21 @@ request into `g`, so a page costs two tiny queries for scope, not one per row.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from flask import current_app, has_request_context, request
+from flask import current_app, has_app_context, has_request_context, request
 from flask_appbuilder.models.filters import BaseFilter
 from sqlalchemy import ColumnElement, false, inspect, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import True_
 
 from models.base import OwnedMixin
+from models.customers import Customer
+from models.pools import CustomerPool, CustomerTeamMember, pool_department
 from models.security import DATA_SCOPES, CrmUser, Department, RoleDataScope
 
 SCOPE_ORDER = DATA_SCOPES.codes  # narrowest first
@@ -180,8 +184,11 @@ def is_scoped(model: type) -> bool:
     return issubclass(model, OwnedMixin) or bool(getattr(model, "__scope_parent__", None))
 
 
-def scope_clause(session: Session, model: type, user: CrmUser | None) -> ColumnElement[bool] | None:
+def scope_clause(
+    session: Session, model: type, user: CrmUser | None, write: bool = False
+) -> ColumnElement[bool] | None:
     """The SQL condition a user's rows of `model` must meet; None means the model is not scoped.
+    With `write`, the rows the user may change: a read-only collaborator sees, but cannot edit.
 
     Owned models are filtered on their own columns; a model that declares `__scope_parent__`
     (the name of a many-to-one relationship, e.g. Contact -> customer) follows its parent,
@@ -191,21 +198,114 @@ def scope_clause(session: Session, model: type, user: CrmUser | None) -> ColumnE
     """
     if issubclass(model, OwnedMixin):
         clause = owner_clause(session, model, user)
-        also_visible = SCOPE_EXTENSIONS.get(model)
-        if also_visible is None or isinstance(clause, True_) or not _is_active(user):
+        if isinstance(clause, True_) or not _is_active(user):
             return clause
-        return or_(clause, also_visible(user))
+        team = team_clause(session, model, user, write)
+        if team is not None:
+            clause = or_(clause, team)
+        also_visible = SCOPE_EXTENSIONS.get(model)
+        return clause if also_visible is None or write else or_(clause, also_visible(user))
     parent_name = getattr(model, "__scope_parent__", None)
     if parent_name:
         relationship = getattr(model, parent_name)
         parent_model = relationship.property.mapper.class_
-        parent_clause = scope_clause(session, parent_model, user)
+        parent_clause = scope_clause(session, parent_model, user, write)
         if parent_clause is None or isinstance(parent_clause, True_):
             return parent_clause
         (foreign_key,) = relationship.property.local_columns
         (parent_key,) = inspect(parent_model).primary_key
         return foreign_key.in_(select(parent_key).where(parent_clause))
     return None
+
+
+#: Owned models users can be added to as collaborators (团队成员): model -> its membership model
+TEAM_MODELS: dict[type, type] = {Customer: CustomerTeamMember}
+
+
+def local_today() -> dt.date:
+    """Today in the company's time zone (an end date "until" counts in local days)."""
+    zone = current_app.config.get("BABEL_DEFAULT_TIMEZONE", "UTC") if has_app_context() else "UTC"
+    return dt.datetime.now(ZoneInfo(zone)).date()
+
+
+def team_clause(session: Session, model: type, user: CrmUser, write: bool) -> ColumnElement[bool] | None:
+    """The rows where the user is an active collaborator (until empty or not passed), with write
+    access when `write`; None when the user collaborates on none, so that the usual data scope
+    keeps its plain, index-friendly condition for everyone else."""
+    member = TEAM_MODELS.get(model)
+    if member is None:
+        return None
+    today = local_today()
+    active = [member.user_id == user.id, or_(member.until.is_(None), member.until >= today)]
+    if write:
+        active.append(member.access == "write")
+    cache = request_cache("team")
+    key = (model.__name__, user.id, write)
+    if key not in cache:
+        cache[key] = session.scalar(select(member.id).where(*active).limit(1)) is not None
+    if not cache[key]:
+        return None
+    (parent_key,) = getattr(member, member.__scope_parent__).property.local_columns
+    return model.id.in_(select(parent_key).where(*active))
+
+
+# --- the customer pool (公海): who browses which pool ----------------------------------------------
+def pool_departments(session: Session) -> dict[int, set[int]]:
+    """Active pool id -> the departments it serves: those it names and every department below
+    them, except where a nearer department names a pool of its own (the nearest pool wins)."""
+    cache = request_cache("pools")
+    if "departments" in cache:
+        return cache["departments"]
+    named: dict[int, int] = {}
+    rows = session.execute(
+        select(pool_department.c.department_id, pool_department.c.pool_id)
+        .join(CustomerPool, CustomerPool.id == pool_department.c.pool_id)
+        .where(CustomerPool.active.is_(True))
+        .order_by(pool_department.c.pool_id.desc())
+    )
+    for department_id, pool_id in rows:
+        named[department_id] = pool_id  # the lowest pool id wins a (refused) double naming
+    parents = {node: parent for node, parent in session.execute(select(Department.id, Department.parent_id))}
+    served: dict[int, set[int]] = defaultdict(set)
+    for department_id in parents:
+        node, seen = department_id, set()
+        while node is not None and node not in named and node not in seen:
+            seen.add(node)
+            node = parents.get(node)
+        if node in named:
+            served[named[node]].add(department_id)
+    cache["departments"] = dict(served)
+    return cache["departments"]
+
+
+def pool_of_department(session: Session, department_id: int | None) -> int | None:
+    """The active pool serving a department (where its customers go when released)."""
+    return next((p for p, ids in pool_departments(session).items() if department_id in ids), None)
+
+
+def browsable_pool_ids(session: Session, user: CrmUser | None) -> set[int] | None:
+    """Pools whose customers the user may browse and claim; None means every pool (scope all).
+    A rep browses the pool serving their department; a manager also those of the departments
+    below theirs (department-tree scope)."""
+    if not _is_active(user):
+        return set()
+    scope = user_scope(session, user, "customer")
+    if scope == "all":
+        return None
+    if not user.department_id:
+        return set()
+    departments = {user.department_id}
+    if scope == "department_tree":
+        departments = department_tree_ids(session, user.department_id)
+    return {pool for pool, ids in pool_departments(session).items() if ids & departments}
+
+
+def pool_clause(session: Session, user: CrmUser | None) -> ColumnElement[bool]:
+    """The customers a user sees in the pool screens: those sitting in a pool they may browse."""
+    pools = browsable_pool_ids(session, user)
+    if pools is None:
+        return Customer.pool_id.is_not(None)
+    return Customer.pool_id.in_(sorted(pools)) if pools else false()
 
 
 def assignable_user_ids(session: Session, actor: CrmUser) -> set[int] | None:
@@ -226,6 +326,10 @@ def assignable_user_ids(session: Session, actor: CrmUser) -> set[int] | None:
     return {actor.id}
 
 
+#: the DataScopeFilter value of the pool screens (["id", DataScopeFilter, POOL_SCOPE])
+POOL_SCOPE = "pool"
+
+
 class DataScopeFilter(BaseFilter):
     """Flask-AppBuilder base filter that applies the current user's data scope.
 
@@ -237,5 +341,7 @@ class DataScopeFilter(BaseFilter):
 
     def apply(self, query: Any, value: Any) -> Any:
         session = self.datamodel.session
+        if value == POOL_SCOPE:  # the pool screens: customers in the pools the user may browse
+            return query.filter(pool_clause(session, current_actor()))
         clause = scope_clause(session, self.model, current_actor())
         return query if clause is None else query.filter(clause)

@@ -13,6 +13,7 @@ from app import demo
 from app.classification import classify_customers
 from app.customfields import ENTITY_MODELS, recompute_formulas
 from app.extensions import db
+from app.pools import recycle
 from app.regions import load_regions
 from app.security import generate_password
 from models.customers import Industry
@@ -161,6 +162,13 @@ def recompute_formulas_command(everything: bool) -> None:
         changed = recompute_formulas(db.session, model, only_time_dependent=not everything)
         db.session.commit()
         click.echo(f"{entity}: {changed} records updated")
+
+
+@crm.command("recycle")
+def recycle_command() -> None:
+    """Apply the customer pools' recycle rules now (the worker does it daily at 01:00): due
+    dates, customers taken back into their pool, warnings to their owners."""
+    click.echo(recycle(db.session))
 
 
 @crm.command("classify")

@@ -40,6 +40,11 @@ CUSTOMER_DATA = r"(Customer|Contact)(View|Api)"
 SALES_DATA = r"(Lead|Opportunity|Interaction|Task)(View|Api)"
 SALES_SETUP = r"(Product|Pipeline|Stage|StageChange)(View|Api)"
 TARGETS = r"SalesTarget(View|Api)"  # 业绩目标: sales roles read them, managers set them
+#: 公海: browse and claim (managers also assign); the rules, the history and collaborators
+POOL_BROWSE = (r"PoolCustomer(View|Api)", r"can_(list|show|get|info|claim)")
+POOL_ASSIGN = (r"PoolCustomer(View|Api)", r"can_(list|show|get|info|claim|assign)")
+POOL_RULES = (r"(CustomerPool|PoolRule|PoolMove)(View|Api)", READ)
+TEAM = (r"CustomerTeamMember(View|Api)", WRITE)  # the service lets only owners (scope) add members
 EXPORT = (r"(Customer|Contact)View", r"can_export")  # CSV of whole lists: not for every rep
 REFERENCE_DATA = r"(Industry|Tag|CustomerGroup|Region)(View|Api)"
 
@@ -47,6 +52,9 @@ REFERENCE_DATA = r"(Industry|Tag|CustomerGroup|Region)(View|Api)"
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Sales Rep": [
         (CUSTOMER_DATA, WRITE),
+        POOL_BROWSE,
+        POOL_RULES,
+        TEAM,
         (SALES_DATA, WRITE),
         (r"Kanban(View|Api)", WRITE),  # the opportunity board (a move edits the opportunity)
         (SALES_SETUP, READ),
@@ -56,6 +64,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     ],
     "Sales Manager": [
         (CUSTOMER_DATA, WRITE),
+        POOL_ASSIGN,
+        POOL_RULES,
+        TEAM,
         (SALES_DATA, WRITE),
         (r"Kanban(View|Api)", WRITE),  # the opportunity board (a move edits the opportunity)
         (r"ProductView|ProductApi", WRITE),

@@ -17,7 +17,7 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import RelationshipDirection, Session
 
-from app.access import assignable_user_ids, entity_name, role_names, scope_clause
+from app.access import assignable_user_ids, entity_name, is_scoped, role_names, scope_clause
 from app.errors import AccessDenied, ErrorCollector, ValidationFailed
 from app.validators import clean_text
 from customfields import CustomFieldsMixin
@@ -186,6 +186,7 @@ class RecordService:
                     item.updated_at = utcnow()
                 session.add(item)
                 self.before_save(session, item, actor, is_new)
+                require_writable(session, item, actor)
                 self.authorize(session, item, actor)
             session.flush()
             self.after_save(session, item)
@@ -203,6 +204,7 @@ class RecordService:
     def delete(self, session: Session, item: Any, actor: CrmUser | None) -> None:
         with acting_as(session, actor), write_transaction(session):
             with session.no_autoflush:
+                require_writable(session, item, actor)
                 self.authorize(session, item, actor)
                 self.before_delete(session, item)
             session.delete(item)
@@ -286,6 +288,34 @@ class OwnedRecordService(RecordService):
         allowed = assignable_user_ids(session, actor)
         if allowed is not None and owner_id not in allowed:
             raise AccessDenied({"owner": [gettext("您只能分配给自己数据权限内的人员")]})
+
+
+def require_writable(session: Session, item: Any, actor: CrmUser | None) -> None:
+    """Raise AccessDenied when the actor may see but not change the record (a read-only
+    collaborator's customer) or, for a new child record (a contact, a follow-up), its parent.
+    The rows are read from the database, as they were before this change."""
+    model = type(item)
+    if actor is None or not is_scoped(model):
+        return
+    state = inspect(item)
+    if state.identity is not None:
+        target, record_id = model, state.identity[0]
+    else:
+        parent = getattr(model, "__scope_parent__", None)
+        if not parent:
+            return  # a new owned record: the owner rules decide (authorize)
+        relationship = getattr(model, parent).property
+        target = relationship.mapper.class_
+        (foreign_key,) = relationship.local_columns
+        loaded = item.__dict__.get(parent)
+        record_id = inspect(loaded).identity[0] if loaded is not None and inspect(loaded).identity else None
+        record_id = record_id or getattr(item, foreign_key.key)
+        if record_id is None:
+            return  # a new parent, created in the same transaction
+    clause = scope_clause(session, target, actor, write=True)
+    (key,) = inspect(target).primary_key
+    if clause is not None and session.scalar(select(key).where(key == record_id, clause)) is None:
+        raise AccessDenied(gettext("您对该记录只有查看权限,不能修改"))
 
 
 def require_visible(

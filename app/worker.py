@@ -32,6 +32,7 @@ from app.classification import classify_customers
 from app.customfields import ENTITY_MODELS, recompute_formulas
 from app.extensions import db
 from app.notifications import SmtpSettings, deliver_outbox, send_due_reminders
+from app.pools import recycle
 from models.base import utcnow
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,13 @@ def classification_job() -> str:
     return report
 
 
+def recycle_job() -> str:
+    """Customer pools: due dates, customers taken back by the rules, owners warned (daily)."""
+    with job_context():
+        report = recycle(db.session, utcnow())
+    return str(report)
+
+
 @dataclass(frozen=True)
 class JobSpec:
     id: str
@@ -111,6 +119,8 @@ JOBS: list[JobSpec] = [
             "recompute TODAY() formulas, daily at 02:00", grace_seconds=6 * 3600),
     JobSpec("classification", classification_job, lambda tz: CronTrigger(hour=2, minute=30, timezone=tz),
             "purchase frequency and local/remote, daily at 02:30", grace_seconds=6 * 3600),
+    JobSpec("recycle", recycle_job, lambda tz: CronTrigger(hour=1, minute=0, timezone=tz),
+            "customer pools: recycle by the rules and warn owners, daily at 01:00", grace_seconds=6 * 3600),
 ]  # fmt: skip
 
 

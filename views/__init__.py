@@ -15,6 +15,7 @@ from views import (
     customfields,
     kanban,
     notifications,
+    pools,
     sales,
     search,
     security,
@@ -32,6 +33,9 @@ MENU = [
     (customers.ContactView, "Contacts", _("联系人"), "fa-address-book", CUSTOMERS),
     (customers.CustomerGroupView, "Customer groups", _("客户分组"), "fa-object-group", CUSTOMERS),
     (customers.TagView, "Tags", _("标签"), "fa-tags", CUSTOMERS),
+    (pools.PoolCustomerView, "Customer pool", _("公海客户"), "fa-life-ring", CUSTOMERS),
+    (pools.PoolMoveView, "Pool history", _("公海记录"), "fa-history", CUSTOMERS),
+    (pools.CustomerTeamMemberView, "Customer teams", _("团队成员"), "fa-user-plus", CUSTOMERS),
     (sales.LeadView, "Leads", _("线索"), "fa-filter", SALES),
     (sales.OpportunityView, "Opportunities", _("商机"), "fa-handshake-o", SALES),
     (kanban.KanbanView, "Opportunity board", _("商机看板"), "fa-columns", SALES),
@@ -42,6 +46,7 @@ MENU = [
     (approvals.ApprovalRequestView, "Approvals", _("审批"), "fa-check-circle", SALES),
     (targets.SalesTargetView, "Sales targets", _("业绩目标"), "fa-bullseye", SALES),
     (sales.PipelineView, "Pipelines", _("销售流程"), "fa-random", SETTINGS),
+    (pools.CustomerPoolView, "Customer pools", _("公海设置"), "fa-life-ring", SETTINGS),
     (security.DepartmentView, "Departments", _("部门"), "fa-sitemap", SETTINGS),
     (security.RoleDataScopeView, "Data scopes", _("数据权限"), "fa-filter", SETTINGS),
     (customfields.CustomFieldView, "Custom fields", _("自定义字段"), "fa-sliders", SETTINGS),
@@ -79,6 +84,11 @@ APIS = [
     notifications.NotificationApi,
     notifications.OutboxMessageApi,
     kanban.KanbanApi,
+    pools.CustomerPoolApi,
+    pools.PoolRuleApi,
+    pools.PoolMoveApi,
+    pools.CustomerTeamMemberApi,
+    pools.PoolCustomerApi,
     approvals.ApprovalRequestApi,
     approvals.ApprovalDecisionApi,
     approvals.ApprovalFlowApi,
@@ -103,6 +113,7 @@ def register_all(appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(search.SearchView)
     appbuilder.add_view_no_menu(sales.StageView)
     appbuilder.add_view_no_menu(sales.StageChangeView)
+    appbuilder.add_view_no_menu(pools.PoolRuleView)
     appbuilder.add_view_no_menu(approvals.ApprovalStepView)
     appbuilder.add_view_no_menu(approvals.ApprovalDecisionView)
     for api in APIS:

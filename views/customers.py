@@ -16,6 +16,7 @@ from app.customers import customer_figures, customer_timeline
 from app.extensions import db
 from models.customers import Contact, Customer, CustomerGroup, Industry, Region, Tag
 from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView
+from views.pools import CustomerPoolActions, CustomerPoolApiActions, CustomerTeamMemberView
 from views.sales import InteractionView, OpportunityView, TaskView
 from views.widgets import customer_select
 
@@ -154,7 +155,7 @@ class ContactView(CrmModelView):
     }
 
 
-class CustomerView(CrmModelView):
+class CustomerView(CustomerPoolActions, CrmModelView):
     datamodel = CrmInterface(Customer)
     list_title = _("客户")
     show_title = _("客户详情")
@@ -193,7 +194,7 @@ class CustomerView(CrmModelView):
     add_form_query_rel_fields = REGION_LEVEL_FILTERS
     edit_form_query_rel_fields = REGION_LEVEL_FILTERS
     search_form_query_rel_fields = {"owner": [["id", AssignableUserFilter, None]]}
-    related_views = [ContactView, OpportunityView, InteractionView, TaskView]
+    related_views = [ContactView, OpportunityView, InteractionView, TaskView, CustomerTeamMemberView]
     show_template = "crm/customer_show.html"
 
     @expose("/show/<pk>", methods=["GET"])
@@ -323,7 +324,7 @@ CUSTOMER_API_WRITE = [
 ]
 
 
-class CustomerApi(CrmModelApi):
+class CustomerApi(CustomerPoolApiActions, CrmModelApi):
     resource_name = "customer"
     datamodel = CrmInterface(Customer)
     list_columns = [
