@@ -49,8 +49,10 @@ class TargetInterface(CrmInterface):
         return item
 
 
-def attach_progress(session: Any, items: list[SalesTarget]) -> None:
-    for figures in progress(session, items):
+def attach_progress(session: Any, items: list[Any]) -> None:
+    """Set the figures on targets (FAB also builds related dropdowns with this interface class)."""
+    targets = [item for item in items if isinstance(item, SalesTarget)]
+    for figures in progress(session, targets):
         figures.target.actual = figures.actual
         figures.target.completion = figures.completion
 
