@@ -13,7 +13,6 @@ from flask_appbuilder.security.sqla.models import Role
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-import app.orders  # noqa: F401  (registers the order, payment and invoice documents)
 from app.approvals import decide
 from app.targets import PERIOD_MONTHS
 from models.approvals import ApprovalDecision, ApprovalFlow, ApprovalRequest, ApprovalStep
@@ -35,7 +34,9 @@ FLOWS = [
 
 def load_approval_demo(session: Session, rng: random.Random, reps: list[CrmUser]) -> dict[str, int]:
     """The approval flows and this year's targets (month and quarter) for each rep and their
-    departments. Safe to run twice: existing flows and targets are kept. Commits."""
+    departments. Safe to run twice: existing flows and targets are kept. Commits.
+
+    Needs the documents registered (app.orders, imported by the app's views) to check the flows."""
     roles = dict(session.execute(select(Role.name, Role.id)).all())
     existing = set(session.scalars(select(ApprovalFlow.name)))
     flows = 0
