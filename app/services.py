@@ -285,6 +285,11 @@ class OwnedRecordService(RecordService):
         if actor is None:
             return
         owner_id = item.owner.id if item.owner is not None else item.owner_id
+        identity = inspect(item).identity
+        if identity is not None:
+            model = type(item)
+            if session.scalar(select(model.owner_id).where(model.id == identity[0])) == owner_id:
+                return  # the owner stays: a write collaborator edits without being able to assign
         allowed = assignable_user_ids(session, actor)
         if allowed is not None and owner_id not in allowed:
             raise AccessDenied({"owner": [gettext("您只能分配给自己数据权限内的人员")]})

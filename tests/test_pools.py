@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
+from app.demo_pools import load_pool_demo
 from app.extensions import db
 from app.pools import claim, due_for_recycle, recycle
 from models.base import utcnow
@@ -482,9 +484,27 @@ def test_pool_configuration_is_validated(api_as, org) -> None:
     response = post(api_as, "admin", "pool/", body)
     assert response.status_code == 400
     assert set(response.json["message"]) >= {"hidden_fields", "daily_claim_cap"}
-    good = post(api_as, "admin", "pool/", {"name": unique_name("空公海"), "active": False, "hidden_fields": []})
+    good = post(
+        api_as, "admin", "pool/", {"name": unique_name("空公海"), "active": False, "hidden_fields": []}
+    )
     assert good.status_code == 201, good.json
     rule = post(api_as, "admin", "poolrule/", {"pool": good.json["id"], "kind": "nonsense", "days": 0})
     assert rule.status_code == 400 and {"kind", "days"} <= set(rule.json["message"])
     # a rep reads the pools but cannot configure them
     assert post(api_as, "pool_rep1", "pool/", {"name": unique_name("公海")}).status_code == 403
+
+
+def test_pool_demo(org) -> None:
+    """Two pools with rules, customers in the pool and a history of moves (runs last: its pool
+    then serves the test department and is deactivated here)."""
+    reps = [user("pool_rep1"), user("pool_rep2")]
+    for _ in range(16):
+        owned_customer(org)
+    counts = load_pool_demo(db.session, random.Random(7), reps)
+    local = db.session.scalar(select(CustomerPool).where(CustomerPool.name == "东营公海"))
+    assert [rule.kind for rule in local.rules] == ["no_followup", "not_won"]
+    assert local.rules[0].days_for("key") == 60
+    assert counts["pooled"] >= 1
+    assert db.session.scalar(select(func.count()).where(Customer.pool_id == local.id)) >= counts["pooled"]
+    local.active = False
+    db.session.commit()
