@@ -152,3 +152,11 @@ CRM_FREQUENCY_MID = int(os.environ.get("CRM_FREQUENCY_MID", "2"))
 # The company's own city (6-digit code, e.g. 370500 东营市): customers there are 本地, others
 # 外地; empty: local/remote is not computed
 CRM_HOME_CITY = os.environ.get("CRM_HOME_CITY", "")
+
+# --- Orders and contracts (app/orders.py) --------------------------------------------------------
+# Numbers of new orders and contracts: {date:...} is the order date, {seq:04d} counts per day
+CRM_ORDER_NUMBER_PATTERN = os.environ.get("CRM_ORDER_NUMBER_PATTERN", "DD-{date:%Y%m%d}-{seq:04d}")
+CRM_CONTRACT_NUMBER_PATTERN = os.environ.get("CRM_CONTRACT_NUMBER_PATTERN", "HT-{date:%Y%m%d}-{seq:04d}")
+# The signed contract file: allowed extensions (comma separated) and the largest size in MB
+CRM_CONTRACT_FILE_TYPES = os.environ.get("CRM_CONTRACT_FILE_TYPES", "pdf,jpg,jpeg,png,doc,docx").split(",")
+CRM_CONTRACT_FILE_MB = int(os.environ.get("CRM_CONTRACT_FILE_MB", "20"))

@@ -126,6 +126,12 @@ class CustomerService(OwnedRecordService):
         "phone": validators.clean_phone,
         "email": validators.clean_email,
         "website": validators.clean_url,
+        # invoicing details (开票信息), copied onto invoices
+        "invoice_title": text_up_to(200),
+        "tax_number": validators.clean_tax_number,
+        "bank_name": text_up_to(100),
+        "bank_account": validators.clean_bank_account,
+        "invoice_address_phone": text_up_to(255),
     }
     required = {"name": lazy("请填写客户名称")}
     defaults = {"kind": "company", "level": "normal", "status": "prospect"}

@@ -40,6 +40,8 @@ CUSTOMER_DATA = r"(Customer|Contact)(View|Api)"
 SALES_DATA = r"(Lead|Opportunity|Interaction|Task)(View|Api)"
 SALES_SETUP = r"(Product|Pipeline|Stage|StageChange)(View|Api)"
 TARGETS = r"SalesTarget(View|Api)"  # 业绩目标: sales roles read them, managers set them
+ORDERS = r"(Order|OrderLine)(View|Api)"  # orders and contracts: sales roles write their own
+MONEY = r"(PaymentPlan|Payment|Invoice)(View|Api)"  # Finance writes; owners read their orders' (scope)
 #: 公海: browse and claim (managers also assign); the rules, the history and collaborators
 POOL_BROWSE = (r"PoolCustomer(View|Api)", r"can_(list|show|get|info|claim)")
 POOL_ASSIGN = (r"PoolCustomer(View|Api)", r"can_(list|show|get|info|claim|assign)")
@@ -57,6 +59,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         TEAM,
         (SALES_DATA, WRITE),
         (r"Kanban(View|Api)", WRITE),  # the opportunity board (a move edits the opportunity)
+        (ORDERS, WRITE),
+        (MONEY, READ),
         (SALES_SETUP, READ),
         (TARGETS, READ),
         (REFERENCE_DATA, READ),
@@ -70,6 +74,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (SALES_DATA, WRITE),
         (r"Kanban(View|Api)", WRITE),  # the opportunity board (a move edits the opportunity)
         (r"ProductView|ProductApi", WRITE),
+        (ORDERS, WRITE),
+        (MONEY, READ),
         (SALES_SETUP, READ),
         (TARGETS, WRITE),
         EXPORT,
@@ -97,6 +103,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Finance": [
         (CUSTOMER_DATA, READ),
         (SALES_DATA, READ),
+        (ORDERS, READ),
+        (MONEY, WRITE),
         (SALES_SETUP, READ),
         EXPORT,
         (REFERENCE_DATA, READ),
@@ -105,6 +113,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Read Only": [
         (CUSTOMER_DATA, READ),
         (SALES_DATA, READ),
+        (ORDERS, READ),
         (SALES_SETUP, READ),
         (REFERENCE_DATA, READ),
         (r"Department(View|Api)", READ),

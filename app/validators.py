@@ -120,6 +120,27 @@ def clean_credit_code(value: Any) -> str | None:
         raise ValueError(_("统一社会信用代码校验位不正确")) from None
 
 
+def clean_tax_number(value: Any) -> str | None:
+    """纳税人识别号 (on invoices): 15, 18 or 20 digits and capital letters; 18 characters is the
+    unified social credit code since 2015 and must pass its check character."""
+    text = clean_text(value)
+    if text is None:
+        return None
+    text = text.replace(" ", "").replace("-", "").upper()
+    if len(text) not in (15, 18, 20) or not re.fullmatch(r"[0-9A-Z]+", text):
+        raise ValueError(_("税号应为 15、18 或 20 位数字或大写字母"))
+    return clean_credit_code(text) if len(text) == 18 else text
+
+
+def clean_bank_account(value: Any) -> str | None:
+    """A bank account number as printed on invoices: spaces removed, at most 40 characters."""
+    text = clean_text(value, 60)
+    text = (text or "").replace(" ", "")
+    if len(text) > 40:
+        raise ValueError(_("最多 %(n)s 个字符", n=40))
+    return text or None
+
+
 def clean_id_number(value: Any) -> str | None:
     """居民身份证号码: 18 characters, valid birth date and check digit (GB 11643-1999)."""
     text = clean_text(value)

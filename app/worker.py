@@ -32,6 +32,7 @@ from app.classification import classify_customers
 from app.customfields import ENTITY_MODELS, recompute_formulas
 from app.extensions import db
 from app.notifications import SmtpSettings, deliver_outbox, send_due_reminders
+from app.orders import payment_plan_run
 from app.pools import recycle
 from models.base import utcnow
 
@@ -90,6 +91,13 @@ def classification_job() -> str:
     return report
 
 
+def payment_plans_job() -> str:
+    """Payment plans: mark overdue ones and remind owners `remind_days` ahead, once (daily)."""
+    with job_context():
+        report = payment_plan_run(db.session)
+    return f"{report['overdue']} plans overdue, {report['reminded']} reminded"
+
+
 def recycle_job() -> str:
     """Customer pools: due dates, customers taken back by the rules, owners warned (daily)."""
     with job_context():
@@ -119,6 +127,8 @@ JOBS: list[JobSpec] = [
             "recompute TODAY() formulas, daily at 02:00", grace_seconds=6 * 3600),
     JobSpec("classification", classification_job, lambda tz: CronTrigger(hour=2, minute=30, timezone=tz),
             "purchase frequency and local/remote, daily at 02:30", grace_seconds=6 * 3600),
+    JobSpec("payment_plans", payment_plans_job, lambda tz: CronTrigger(hour=7, minute=0, timezone=tz),
+            "overdue payment plans and their reminders, daily at 07:00", grace_seconds=6 * 3600),
     JobSpec("recycle", recycle_job, lambda tz: CronTrigger(hour=1, minute=0, timezone=tz),
             "customer pools: recycle by the rules and warn owners, daily at 01:00", grace_seconds=6 * 3600),
 ]  # fmt: skip

@@ -82,6 +82,8 @@ class Order(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     void_reason: Mapped[str | None] = mapped_column(String(255))
     notes: Mapped[str | None] = mapped_column(Text)
 
+    owner: Mapped[CrmUser | None] = relationship(CrmUser, foreign_keys="Order.owner_id")
+    department: Mapped[Department | None] = relationship(Department, foreign_keys="Order.department_id")
     customer: Mapped[Customer] = relationship(Customer)
     contact: Mapped[Contact | None] = relationship(Contact)
     opportunity: Mapped[Opportunity | None] = relationship(Opportunity)

@@ -15,6 +15,7 @@ from views import (
     customfields,
     kanban,
     notifications,
+    orders,
     pools,
     sales,
     search,
@@ -43,6 +44,10 @@ MENU = [
     (sales.TaskView, "Tasks", _("任务"), "fa-check-square-o", SALES),
     (notifications.NotificationView, "My reminders", _("我的提醒"), "fa-bell", SALES),
     (sales.ProductView, "Products", _("产品"), "fa-cube", SALES),
+    (orders.OrderView, "Orders", _("订单合同"), "fa-file-text-o", SALES),
+    (orders.PaymentPlanView, "Payment plans", _("回款计划"), "fa-calendar", SALES),
+    (orders.PaymentView, "Payments", _("回款"), "fa-money", SALES),
+    (orders.InvoiceView, "Invoices", _("发票"), "fa-file-o", SALES),
     (approvals.ApprovalRequestView, "Approvals", _("审批"), "fa-check-circle", SALES),
     (targets.SalesTargetView, "Sales targets", _("业绩目标"), "fa-bullseye", SALES),
     (sales.PipelineView, "Pipelines", _("销售流程"), "fa-random", SETTINGS),
@@ -89,6 +94,11 @@ APIS = [
     pools.PoolMoveApi,
     pools.CustomerTeamMemberApi,
     pools.PoolCustomerApi,
+    orders.OrderApi,
+    orders.OrderLineApi,
+    orders.PaymentPlanApi,
+    orders.PaymentApi,
+    orders.InvoiceApi,
     approvals.ApprovalRequestApi,
     approvals.ApprovalDecisionApi,
     approvals.ApprovalFlowApi,
@@ -114,6 +124,7 @@ def register_all(appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(sales.StageView)
     appbuilder.add_view_no_menu(sales.StageChangeView)
     appbuilder.add_view_no_menu(pools.PoolRuleView)
+    appbuilder.add_view_no_menu(orders.OrderLineView)
     appbuilder.add_view_no_menu(approvals.ApprovalStepView)
     appbuilder.add_view_no_menu(approvals.ApprovalDecisionView)
     for api in APIS:

@@ -44,6 +44,11 @@ CUSTOMER_LABELS = {
     "purchase_frequency": _("采购频次"),
     "locality": _("地域"),
     "credit_limit": _("信用额度 (元)"),
+    "invoice_title": _("开票名称"),
+    "tax_number": _("税号"),
+    "bank_name": _("开户行"),
+    "bank_account": _("银行账号"),
+    "invoice_address_phone": _("开票地址电话"),
     "notes": _("备注"),
     "owner": _("负责人"),
     "department": _("所属部门"),
@@ -85,6 +90,9 @@ CONTACT_FIELDS = [
     "is_primary",
     "notes",
 ]
+
+#: 开票信息: copied onto each invoice of the customer's orders
+INVOICING_FIELDS = ["invoice_title", "tax_number", "bank_name", "bank_account", "invoice_address_phone"]
 
 #: What customers can be filtered by, on the list screen and in the REST API alike
 CUSTOMER_FILTERS = [
@@ -172,6 +180,7 @@ class CustomerView(CustomerPoolActions, CrmModelView):
             _("分类"),
             {"fields": ["purchase_frequency", "locality", "tags", "groups", "credit_limit", "notes"]},
         ),
+        (_("开票信息"), {"fields": INVOICING_FIELDS, "expanded": False}),
         (
             _("记录信息"),
             {"fields": ["created_at", "created_by", "updated_at", "updated_by"], "expanded": False},
@@ -186,6 +195,7 @@ class CustomerView(CustomerPoolActions, CrmModelView):
             _("分类"),
             {"fields": ["purchase_frequency", "locality", "tags", "groups", "credit_limit", "notes"]},
         ),
+        (_("开票信息"), {"fields": INVOICING_FIELDS, "expanded": False}),
     ]
     edit_fieldsets = add_fieldsets
     search_columns = [*CUSTOMER_FILTERS, "tags", "groups"]
@@ -281,6 +291,7 @@ CUSTOMER_API_COLUMNS = [
     "purchase_frequency",
     "locality",
     "credit_limit",
+    *INVOICING_FIELDS,
     "notes",
     "owner.id",
     "owner.username",
@@ -317,6 +328,7 @@ CUSTOMER_API_WRITE = [
     "purchase_frequency",
     "locality",
     "credit_limit",
+    *INVOICING_FIELDS,
     "notes",
     "owner",
     "tags",
