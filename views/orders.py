@@ -593,7 +593,15 @@ class OrderLineApi(CrmModelApi):
     search_columns = ["order", "product"]
 
 
-class PaymentPlanApi(CrmModelApi):
+class MoneyApi(CrmModelApi):
+    """Writes answer with the whole record: the status, plan number and copied invoicing details
+    are the service's, not the client's."""
+
+    def _write(self, status: int, item: Any, schema: Any) -> Any:
+        return super()._write(status, item, self.show_model_schema)
+
+
+class PaymentPlanApi(MoneyApi):
     resource_name = "paymentplan"
     datamodel = CrmInterface(PaymentPlan)
     list_columns = show_columns = [
@@ -631,7 +639,7 @@ class SubmitApiMixin:
         return self.response(200, result=self.show_model_schema.dump(record))  # type: ignore[attr-defined]
 
 
-class PaymentApi(SubmitApiMixin, CrmModelApi):
+class PaymentApi(SubmitApiMixin, MoneyApi):
     resource_name = "payment"
     datamodel = CrmInterface(Payment)
     list_columns = [
@@ -643,7 +651,7 @@ class PaymentApi(SubmitApiMixin, CrmModelApi):
     search_columns = ["order", "plan", "received_on", "method", "status", "amount"]
 
 
-class InvoiceApi(SubmitApiMixin, CrmModelApi):
+class InvoiceApi(SubmitApiMixin, MoneyApi):
     resource_name = "invoice"
     datamodel = CrmInterface(Invoice)
     list_columns = ["id", "order.id", "order.number", "kind", "amount", "number", "issued_on", "status"]
