@@ -13,6 +13,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import UnaryExpression
 
 from app.access import scope_clause
+from app.approvals import waiting_for
+from app.orders import expiring_contracts, payments_due
+from app.pools import due_for_recycle
+from app.targets import TargetProgress, target_progress
 from models.base import utcnow
 from models.customers import Contact, Customer
 from models.sales import Lead, Opportunity, Task
@@ -75,6 +79,17 @@ class Workbench:
     tasks_today: WorkList
     new_leads: WorkList
     closing_this_month: WorkList
+    # the pool and the money (issue 6)
+    recycle_soon: WorkList = field(default_factory=WorkList)
+    approvals_waiting: WorkList = field(default_factory=WorkList)
+    payments_due: WorkList = field(default_factory=WorkList)
+    contracts_expiring: WorkList = field(default_factory=WorkList)
+    targets: list[TargetProgress] = field(default_factory=list)
+
+
+#: how far ahead the workbench looks for payments due and contracts ending (days)
+PAYMENTS_AHEAD_DAYS = 7
+CONTRACTS_AHEAD_DAYS = 30
 
 
 def local_day_bounds(now_utc: dt.datetime, timezone: str) -> tuple[dt.datetime, dt.datetime]:
@@ -90,7 +105,9 @@ def workbench(
     session: Session, user: CrmUser, now: dt.datetime, timezone: str, size: int = 10, cap: int = 1000
 ) -> Workbench:
     """What the user should do now: customers to contact today (or overdue), overdue tasks, tasks
-    due today, new leads assigned to them, and opportunities expected to close this month."""
+    due today, new leads assigned to them, opportunities expected to close this month, customers
+    about to return to the pool, approvals waiting for them, payments due, contracts ending soon,
+    and their targets' progress."""
     day_start, day_end = local_day_bounds(now, timezone)
     month_start = day_start.date().replace(day=1)
     month_end = (month_start + dt.timedelta(days=32)).replace(day=1)
@@ -104,6 +121,12 @@ def workbench(
         inner = query.with_only_columns(column).limit(cap).subquery()
         return WorkList(items, session.scalar(select(func.count()).select_from(inner)) or 0)
 
+    def listed(fetch: Any, *args: Any) -> WorkList:
+        """A list from a domain service that returns rows: the first `size`, counted up to 100."""
+        items = fetch(session, user, *args, limit=100)
+        return WorkList(items[:size], len(items))
+
+    today = (day_start + (day_end - day_start) / 2).date()  # the user's local date
     tasks = select(Task).where(scope_clause(session, Task, user), Task.status == "open")
     return Workbench(
         contact_today=work_list(
@@ -130,4 +153,9 @@ def workbench(
             ),
             Opportunity.expected_close,
         ),
+        recycle_soon=listed(due_for_recycle, now),
+        approvals_waiting=listed(waiting_for),
+        payments_due=listed(payments_due, today, PAYMENTS_AHEAD_DAYS),
+        contracts_expiring=listed(expiring_contracts, today, CONTRACTS_AHEAD_DAYS),
+        targets=target_progress(session, user, today, timezone),
     )

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import update
 
 from app.customers import customer_service
 from app.extensions import db
 from app.home import local_day_bounds, workbench
 from app.sales import lead_service, opportunity_service, task_service
+from models.approvals import ApprovalDecision, ApprovalRequest
 from models.customers import Customer
+from models.orders import Order, PaymentPlan, SalesTarget
+from models.pools import CustomerPool
 from models.sales import Lead, Opportunity, Pipeline, Stage, Task
 from tests.conftest import unique_mobile, unique_name, user
 
@@ -107,3 +113,46 @@ def test_home_page_shows_the_workbench(login_as) -> None:
     page = login_as("rep_a").get("/").get_data(as_text=True)
     for title in ("今日待联系客户", "待办任务", "本月预计成交的商机", "新分配给我的线索"):
         assert title in page
+
+
+def test_workbench_shows_the_pool_and_the_money(app, login_as) -> None:
+    """Customers about to return to the pool, approvals waiting, payments due, contracts ending
+    and targets: each reaches the right person's workbench, within data scope."""
+    rep, manager = user("rep_a"), user("manager1")
+    today = dt.date(2020, 1, 15)  # NOW in Dongying
+    pool = CustomerPool(name=unique_name("工作台公海"), warn_days=3, departments=[rep.department])
+    soon = NOW + dt.timedelta(days=2)
+    customer = Customer(name=unique_name("将回收"), owner=rep, department_id=rep.department_id)
+    customer.recycle_at = soon
+    contract = Order(
+        number=unique_name("HT-WB-"), kind="contract", title="工作台合同", customer=customer, owner=rep,
+        department_id=rep.department_id, end_date=today + dt.timedelta(days=10),
+        total_amount=Decimal("50000.00"),
+    )  # fmt: skip
+    plan = PaymentPlan(order=contract, number=1, planned_amount=Decimal("20000.00"), planned_date=today)
+    target = SalesTarget(user=rep, period="month", period_start=today.replace(day=1), metric="contract",
+                         amount=Decimal("100000.00"))  # fmt: skip
+    request = ApprovalRequest(document="order", document_id=1, title="工作台审批", owner=rep,
+                              department_id=rep.department_id, submitted_at=NOW)  # fmt: skip
+    request.decisions.append(ApprovalDecision(step=0, approver=manager))
+    db.session.add_all([pool, customer, contract, plan, target, request])
+    db.session.commit()
+    # approved as the approvals engine would leave it (new orders are drafts by rule)
+    db.session.execute(update(Order).where(Order.id == contract.id).values(status="approved"))
+    db.session.commit()
+
+    mine = workbench(db.session, rep, NOW, TZ)
+    assert customer.id in ids(mine.recycle_soon)
+    assert contract.id in ids(mine.contracts_expiring)
+    assert plan.id in ids(mine.payments_due)
+    assert target.id in {item.target.id for item in mine.targets}
+    assert request.id not in ids(mine.approvals_waiting)  # waiting for the manager, not the submitter
+    assert request.id in ids(workbench(db.session, manager, NOW, TZ).approvals_waiting)
+    other = workbench(db.session, user("rep_c"), NOW, TZ)  # another team
+    assert not ids(other.recycle_soon) & {customer.id}
+    assert not ids(other.contracts_expiring) & {contract.id}
+    assert not ids(other.payments_due) & {plan.id}
+    page = login_as("manager1").get("/").get_data(as_text=True)
+    assert "待我审批" in page and "工作台审批" in page
+    pool.active = False  # leave rep_a's department to the pool tests
+    db.session.commit()

@@ -227,7 +227,7 @@ def test_scheduler_delivers_a_reminder_once_across_a_restart(app, api_as, smtp) 
     assert len(smtp.mailbox.with_subject(subject_of(title))) == 1
     assert len(notifications_for(task_id)) == 1
     jobs = fresh().execute(text(f"SELECT id FROM {worker.JOBSTORE_TABLE} ORDER BY id")).scalars().all()
-    assert jobs == ["classification", "formulas", "outbox", "reminders"]  # replaced, not added again
+    assert jobs == sorted(spec.id for spec in worker.JOBS)  # replaced, not added again
 
 
 def test_formulas_job_is_daily_at_two_in_shanghai(app) -> None:
@@ -235,7 +235,9 @@ def test_formulas_job_is_daily_at_two_in_shanghai(app) -> None:
     job = scheduler.get_job("formulas")
     assert (job.next_run_time.hour, job.next_run_time.minute) == (2, 0)
     assert str(job.next_run_time.tzinfo) == "Asia/Shanghai"
-    assert {j.id for j in scheduler.get_jobs()} == {"reminders", "outbox", "formulas", "classification"}
+    assert {j.id for j in scheduler.get_jobs()} == {
+        "reminders", "outbox", "formulas", "classification", "recycle", "payment_plans"
+    }  # fmt: skip
     assert all(j.coalesce and j.max_instances == 1 for j in scheduler.get_jobs())
     assert worker.describe(scheduler)[0].startswith("  reminders")
 

@@ -9,6 +9,7 @@ from app.access import current_actor
 from app.home import home_summary, workbench
 from models.base import utcnow
 from models.customers import CUSTOMER_LEVELS
+from models.orders import TARGET_METRICS, TARGET_PERIODS
 
 
 class HomeView(IndexView):
@@ -26,5 +27,12 @@ class HomeView(IndexView):
         now = utcnow()
         work = workbench(session, user, now, config["BABEL_DEFAULT_TIMEZONE"])
         return self.render_template(
-            self.index_template, summary=summary, work=work, user=user, levels=CUSTOMER_LEVELS, now_utc=now
+            self.index_template,
+            summary=summary,
+            work=work,
+            user=user,
+            levels=CUSTOMER_LEVELS,
+            periods=TARGET_PERIODS,
+            metrics=TARGET_METRICS,
+            now_utc=now,
         )
