@@ -141,6 +141,12 @@ def demo_command(scale: int | None, contacts_per_customer: int, seed: int) -> No
         f"      {stats['opportunities']} opportunities, {stats['follow_ups']} follow-ups, "
         f"{stats['leads']} leads"
     )
+    click.echo(
+        f"      {stats.get('orders', 0)} orders, {stats.get('contracts', 0)} contracts, "
+        f"{stats.get('payments', 0)} collections, {stats.get('invoices', 0)} invoices, "
+        f"{stats.get('flows', 0)} approval flows, {stats.get('targets', 0)} targets, "
+        f"{stats.get('pool pools', 0)} customer pools"
+    )
     click.echo(f"demo users' password: {stats['password']}")
 
 

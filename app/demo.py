@@ -19,6 +19,9 @@ from stdnum.cn import uscc
 
 from app.customers import contact_service, customer_service
 from app.customfields import CustomFieldService
+from app.demo_approvals import demo_decide, load_approval_demo
+from app.demo_orders import load_order_demo
+from app.demo_pools import load_pool_demo
 from app.security import generate_password
 from customfields.definitions import CustomField
 from models.base import utcnow
@@ -456,8 +459,14 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
             )
             contact_service.save(session, contact, owner)
             contacts += 1
-    sales = load_sales_demo(session, rng, reps)
-    return {"users": len(users), "customers": customers, "contacts": contacts, "password": password, **sales}
+    figures: dict[str, Any] = load_sales_demo(session, rng, reps)
+    # the money and the pool: flows and targets first, so the orders go through approval
+    figures |= load_approval_demo(session, rng, reps)
+    figures |= load_order_demo(session, rng, reps)
+    figures |= {f"approvals {key}": value for key, value in demo_decide(session, rng).items()}
+    figures |= {f"pool {key}": value for key, value in load_pool_demo(session, rng, reps).items()}
+    counts = {"users": len(users), "customers": customers, "contacts": contacts}
+    return {**counts, "password": password, **figures}
 
 
 def _scale_users(
