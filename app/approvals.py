@@ -479,6 +479,34 @@ def decide(
     return request
 
 
+def cancel_pending(session: Session, document: str, document_id: int, reason: str) -> int:
+    """Withdraw a document's pending requests (the document was voided or deleted): the request
+    becomes 撤销, waiting decisions 'skipped' with the reason, so nobody is left asked to approve
+    something that no longer exists. Runs in the caller's transaction; returns how many."""
+    now = utcnow()
+    pending = select(ApprovalRequest.id).where(
+        ApprovalRequest.document == document,
+        ApprovalRequest.document_id == document_id,
+        ApprovalRequest.status == "pending",
+    )
+    ids = list(session.scalars(pending))
+    if not ids:
+        return 0
+    session.execute(
+        update(ApprovalDecision)
+        .where(ApprovalDecision.request_id.in_(ids), ApprovalDecision.decision == "waiting")
+        .values(decision="skipped", comment=reason, decided_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(ApprovalRequest)
+        .where(ApprovalRequest.id.in_(ids), ApprovalRequest.status == "pending")
+        .values(status="cancelled", closed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return len(ids)
+
+
 def _refuse(session: Session, request: ApprovalRequest, actor: CrmUser) -> None:
     """Why the actor may not decide: 409 when they took part already, 403 otherwise."""
     involved = session.scalar(

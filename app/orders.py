@@ -282,6 +282,14 @@ class OrderService(OwnedRecordService):
                     raise
         raise ValidationFailed({"number": [_("订单编号冲突,请重试")]})
 
+    def after_save(self, session: Session, item: Order) -> None:
+        """A voided order's pending approval is withdrawn in the same transaction: nobody should
+        go on approving an order that no longer exists."""
+        super().after_save(session, item)
+        if item.status == "voided":
+            reason = str(_("订单已作废: %(reason)s", reason=item.void_reason or ""))
+            approvals.cancel_pending(session, "order", item.id, reason)
+
     def before_delete(self, session: Session, item: Order) -> None:
         """Only drafts (and orders voided before approval) go; approved money is only voided."""
         if item.approved_at is not None or item.status not in ("draft", "voided"):
@@ -780,6 +788,7 @@ approvals.register_document(
         title=lambda o: f"{ORDER_KINDS.label(o.kind)} {o.number} {o.title}",
         amount=lambda o: o.total_amount,
         field_value=field_value, on_submitted=_submitted, on_approved=_approved, on_rejected=_rejected,
+        figures={"paid_percent": "number", "invoiced_percent": "number"},
     )
 )  # fmt: skip
 approvals.register_document(

@@ -514,3 +514,30 @@ def test_a_contract_goes_to_the_manager_then_finance(api_as, customer_id, second
     finally:
         assert item.id
         forget_flows()
+
+
+def test_voiding_a_pending_order_withdraws_its_approval(api_as, customer_id) -> None:
+    orders = pytest.importorskip("app.orders")
+    item = flow({"approver_kind": "superior"})
+    try:
+        contract = order(customer_id)
+        orders.submit_order(db.session, contract, user("rep_a"))
+        request = db.session.scalar(
+            select(ApprovalRequest).where(
+                ApprovalRequest.document == "order", ApprovalRequest.document_id == contract.id
+            )
+        )
+        assert request.id in {r.id for r in approvals.waiting_for(db.session, user("manager1"), 100)}
+        client, headers = api_as("rep_a")
+        body = {"status": "voided", "reason": "客户取消"}
+        voided = client.post(f"/api/v1/order/{contract.id}/status", json=body, headers=headers)
+        assert voided.status_code == 200, voided.json
+        assert status_of(request.id) == "cancelled" and waiting(request) == set()
+        assert request.id not in {r.id for r in approvals.waiting_for(db.session, user("manager1"), 100)}
+        assert act(api_as, "manager1", request.id).status_code == 409  # nothing left to approve
+        decisions = select(ApprovalDecision).where(ApprovalDecision.request_id == request.id)
+        skipped = db.session.scalars(decisions).all()
+        assert skipped and all(d.decision == "skipped" and "客户取消" in d.comment for d in skipped)
+    finally:
+        assert item.id
+        forget_flows()
