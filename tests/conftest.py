@@ -146,7 +146,8 @@ def build_organisation(application: Flask) -> None:
         if manager:
             user.manager_id = session.query(CrmUser).filter_by(username=manager).one().id
         session.commit()
-    for key, leader in (("root", "boss"), ("sales", "director"), ("team1", "manager1"), ("team2", "manager2")):
+    leaders = (("root", "boss"), ("sales", "director"), ("team1", "manager1"), ("team2", "manager2"))
+    for key, leader in leaders:
         departments[key].leader_id = session.query(CrmUser).filter_by(username=leader).one().id
     session.commit()
 

@@ -40,4 +40,5 @@ def is_inline_sqlite_foreign_key(difference: tuple) -> bool:
         return False
     with db.engine.connect() as connection:
         rows = connection.exec_driver_sql("PRAGMA foreign_key_list(crm_customer)").mappings().all()
-    return any(r["from"] == "pool_id" and r["table"] == "crm_pool" and r["on_delete"] == "SET NULL" for r in rows)
+    wanted = {"from": "pool_id", "table": "crm_pool", "on_delete": "SET NULL"}
+    return any(all(row[key] == value for key, value in wanted.items()) for row in rows)
