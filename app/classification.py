@@ -2,7 +2,8 @@
 window, and local/remote from the company's home city. Both are plain columns, so they serve as
 list filters, segments and chart dimensions at no cost.
 
-Until orders exist (the money issue), a purchase is a won opportunity closed in the window.
+A purchase is an approved order (approved, executing or completed) approved in the window, or a
+won opportunity closed in the window that has no such order.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, case, exists, func, select, update
 from sqlalchemy.orm import Session
 
+from app.orders import LIVE_ORDER
 from models.base import utcnow
 from models.customers import Customer, Region
+from models.orders import Order
 from models.sales import Opportunity
 
 
@@ -47,16 +50,29 @@ def classify_purchase_frequency(session: Session, rule: FrequencyRule, now: dt.d
     """Set every customer's purchase_frequency from its purchases in the window, in one UPDATE;
     returns how many rows changed."""
     since = (now or utcnow()) - dt.timedelta(days=rule.window_days)
-    purchases = (
+    orders = (
+        select(func.count())
+        .where(
+            Order.customer_id == Customer.id,
+            Order.status.in_(LIVE_ORDER),
+            Order.approved_at >= since,
+        )
+        .correlate(Customer)
+        .scalar_subquery()
+    )
+    # a won deal usually becomes an order; one that did not (a company not using orders) counts
+    won_without_order = (
         select(func.count())
         .where(
             Opportunity.customer_id == Customer.id,
             Opportunity.status == "won",
             Opportunity.closed_at >= since,
+            ~exists().where(Order.opportunity_id == Opportunity.id, Order.status.in_(LIVE_ORDER)),
         )
         .correlate(Customer)
         .scalar_subquery()
     )
+    purchases = orders + won_without_order
     frequency = case((purchases >= rule.high, "high"), (purchases >= rule.mid, "mid"), else_="low")
     changed = session.execute(
         update(Customer)

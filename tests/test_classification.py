@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import select, update
 
 from app.classification import FrequencyRule, classify_locality, classify_purchase_frequency
 from app.extensions import db
 from app.sales import opportunity_service
 from models.customers import Customer
+from models.orders import Order
 from models.sales import Opportunity, Pipeline, Stage
 from tests.conftest import unique_name, user
 
@@ -82,3 +84,32 @@ def test_bad_classification_settings_are_refused(app, monkeypatch, setting, valu
     result = app.test_cli_runner().invoke(args=["crm", "classify"])
     assert result.exit_code != 0 and message in result.output
     assert db.session.query(Customer).filter(Customer.purchase_frequency.is_not(None)).count() == 0
+
+
+def test_approved_orders_are_purchases_and_a_won_deal_counts_once(app) -> None:
+    pipeline = Pipeline(
+        name=unique_name("频次订单流程"),
+        stages=[Stage(name="接触", position=0), Stage(name="赢单", position=1, is_won=True, probability=100)],
+    )
+    db.session.add(pipeline)
+    db.session.commit()
+    customer_id = customer_with_purchases(pipeline, 10, 20)  # two won deals
+    customer = db.session.get(Customer, customer_id)
+    deal = db.session.scalars(select(Opportunity).where(Opportunity.customer_id == customer_id)).first()
+
+    def order(status: str, opportunity: Opportunity | None = None) -> None:
+        row = Order(number=unique_name("CLS-"), title="采购", customer=customer, owner=customer.owner,
+                    opportunity=opportunity)  # fmt: skip
+        db.session.add(row)
+        db.session.commit()
+        values = {"status": status, "approved_at": NOW - dt.timedelta(days=5)}
+        db.session.execute(update(Order).where(Order.id == row.id).values(**values))
+        db.session.commit()
+
+    order("completed", deal)  # the won deal's order: one purchase, not two
+    order("executing")  # repeat business without a deal
+    order("voided")  # not a purchase
+    assert classify_purchase_frequency(db.session, FrequencyRule(365, high=4, mid=3), NOW) >= 1
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(Customer, customer_id).purchase_frequency == "mid"  # 3 purchases, not 4 or 5
