@@ -16,10 +16,9 @@ from typing import Any
 from sqlalchemy import and_, case, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from app.orders import LIVE_ORDER
 from models.base import utcnow
 from models.customers import Customer, Region
-from models.orders import Order
+from models.orders import LIVE_ORDER, Order
 from models.sales import Opportunity
 
 

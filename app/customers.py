@@ -35,6 +35,7 @@ from models.customers import (
     Customer,
     Region,
 )
+from models.orders import LIVE_ORDER, Order
 from models.sales import INTERACTION_KINDS, Interaction, Opportunity, StageChange, Task
 from models.security import CrmUser
 
@@ -332,11 +333,15 @@ class CustomerFigures:
     open_amount: Any
     open_count: int
     follow_ups: int
+    #: live orders (approved, executing, completed): count, total and what has been collected
+    order_count: int = 0
+    order_amount: Any = 0
+    paid_amount: Any = 0
 
 
 def customer_figures(session: Session, customer_id: int) -> CustomerFigures:
-    """Key figures of a customer. Until orders exist (the money issue), what the customer is
-    worth comes from won opportunities."""
+    """Key figures of a customer: won deals, open pipeline, follow-ups, and its live orders with
+    what has been collected."""
     rows = {
         status: (count, total, last)
         for status, count, total, last in session.execute(
@@ -353,6 +358,11 @@ def customer_figures(session: Session, customer_id: int) -> CustomerFigures:
     won_count, won_amount, last_won = rows.get("won", (0, None, None))
     open_count, open_amount, _last = rows.get("open", (0, None, None))
     follow_ups = session.scalar(select(func.count()).where(Interaction.customer_id == customer_id)) or 0
+    order_count, order_amount, paid_amount = session.execute(
+        select(func.count(), func.sum(Order.total_amount), func.sum(Order.paid_amount)).where(
+            Order.customer_id == customer_id, Order.status.in_(LIVE_ORDER)
+        )
+    ).one()
     return CustomerFigures(
         won_amount=won_amount or 0,
         won_count=won_count,
@@ -361,4 +371,7 @@ def customer_figures(session: Session, customer_id: int) -> CustomerFigures:
         open_amount=open_amount or 0,
         open_count=open_count,
         follow_ups=follow_ups,
+        order_count=order_count,
+        order_amount=order_amount or 0,
+        paid_amount=paid_amount or 0,
     )

@@ -51,6 +51,7 @@ from models.customers import Contact, Customer
 from models.orders import (
     DOCUMENT_STATUSES,
     INVOICE_KINDS,
+    LIVE_ORDER,
     ORDER_KINDS,
     ORDER_STATUSES,
     PAYMENT_METHODS,
@@ -75,8 +76,6 @@ ORDER_FLOW: dict[str, set[str]] = {
     "completed": set(),
     "voided": set(),
 }
-#: orders that collections and invoices may be recorded against
-LIVE_ORDER = ("approved", "executing", "completed")
 #: collections and invoices: draft -> pending -> approved, or rejected / sent back to draft
 DOCUMENT_FLOW: dict[str, set[str]] = {
     "draft": {"pending"},

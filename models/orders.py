@@ -26,6 +26,8 @@ ORDER_STATUSES = Choices(
     ("completed", "已完成"),
     ("voided", "已作废"),
 )
+#: orders that count: approved and not voided (targets, purchase frequency, the customer's figures)
+LIVE_ORDER = ("approved", "executing", "completed")
 PLAN_STATUSES = Choices(
     ("pending", "待回款"), ("partial", "部分回款"), ("done", "已回款"), ("overdue", "已逾期")
 )

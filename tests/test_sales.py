@@ -364,8 +364,16 @@ def test_customer_360_timeline_and_figures(api_as, login_as, pipeline) -> None:
     rest = customer_timeline(db.session, customer, before=first[-1].when)
     contents = [item.detail for item in first + rest if item.kind == "interaction"]
     assert contents == [f"第{day}次跟进" for day in range(25, 0, -1)]  # all 25, newest first, no repeats
+    client, headers = api_as("rep_a")
+    lines = [{"description": "液碱 32%", "quantity": 10, "unit_price": 1200}]
+    bodies = ({"title": title, "customer": customer, "lines": lines} for title in ("首单", "草稿"))
+    order, _draft = (client.post("/api/v1/order/", json=body, headers=headers) for body in bodies)
+    assert order.status_code == 201, order.json
+    submitted = client.post(f"/api/v1/order/{order.json['id']}/submit", headers=headers)
+    assert submitted.json["result"]["status"] == "approved"  # no approval flow in this test
     figures = customer_figures(db.session, customer)
     assert (figures.won_count, figures.won_amount, figures.follow_ups) == (1, 880000, 25)
+    assert (figures.order_count, figures.order_amount, figures.paid_amount) == (1, 12000, 0)  # not the draft
     page = login_as("rep_a").get(f"/customerview/show/{customer}").get_data(as_text=True)
     assert "¥880,000.00" in page and "第25次跟进" in page and "第1次跟进" not in page
     older = login_as("rep_a").get(f"/customerview/show/{customer}?before={first[-1].when.isoformat()}")

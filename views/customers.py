@@ -16,6 +16,7 @@ from app.customers import customer_figures, customer_timeline
 from app.extensions import db
 from models.customers import Contact, Customer, CustomerGroup, Industry, Region, Tag
 from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView
+from views.orders import OrderView
 from views.pools import CustomerPoolActions, CustomerPoolApiActions, CustomerTeamMemberView
 from views.sales import InteractionView, OpportunityView, TaskView
 from views.widgets import customer_select
@@ -204,7 +205,9 @@ class CustomerView(CustomerPoolActions, CrmModelView):
     add_form_query_rel_fields = REGION_LEVEL_FILTERS
     edit_form_query_rel_fields = REGION_LEVEL_FILTERS
     search_form_query_rel_fields = {"owner": [["id", AssignableUserFilter, None]]}
-    related_views = [ContactView, OpportunityView, InteractionView, TaskView, CustomerTeamMemberView]
+    related_views = [
+        ContactView, OpportunityView, OrderView, InteractionView, TaskView, CustomerTeamMemberView
+    ]  # fmt: skip
     show_template = "crm/customer_show.html"
 
     @expose("/show/<pk>", methods=["GET"])
