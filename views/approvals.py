@@ -23,7 +23,6 @@ from wtforms import SelectField, TextAreaField
 
 from app.access import current_actor
 from app.approvals import decide, is_waiting_approver
-from app.errors import DomainError
 from app.extensions import db
 from models.approvals import (
     APPROVAL_DOCUMENTS,
@@ -34,7 +33,7 @@ from models.approvals import (
     ApprovalRequest,
     ApprovalStep,
 )
-from views.base import CrmInterface, CrmModelApi, CrmModelView
+from views.base import CrmInterface, CrmModelApi, CrmModelView, run_and_redirect
 
 LABELS = {
     "name": _("名称"),
@@ -196,15 +195,9 @@ class ApprovalRequestView(CrmModelView):
         if self.datamodel.get(pk, self._base_filters) is None:
             flash(str(_("审批不存在或您无权访问")), "danger")
             return redirect(url_for(".list"))
-        action = request.form.get("action", "")
-        try:
-            decide(db.session, pk, current_actor(), action, request.form.get("comment"))
-        except DomainError as exc:
-            db.session.rollback()
-            flash(exc.summary(), "warning")
-            return redirect(url_for(".show", pk=pk))
-        flash(str(_("已处理")), "success")
-        return redirect(url_for(".show", pk=pk))
+        action, comment = request.form.get("action", ""), request.form.get("comment")
+        work = lambda: decide(db.session, pk, current_actor(), action, comment)  # noqa: E731
+        return run_and_redirect(work, str(_("已处理")), url_for(".show", pk=pk))
 
 
 # --- REST ------------------------------------------------------------------------------------------------
@@ -252,12 +245,10 @@ class ApprovalRequestApi(CrmModelApi):
         comment = body.get("comment", body.get("reason"))
         if comment is not None and not isinstance(comment, str):
             return self.response_400(message={"comment": [gettext("应为文本")]})
-        try:
-            decided = decide(db.session, pk, current_actor(), action, comment)
-        except DomainError as exc:
-            db.session.rollback()
-            return self.response(exc.status, message=exc.errors)
-        return self.response(200, result={"id": decided.id, "status": decided.status})
+        return self.answer(
+            lambda: decide(db.session, pk, current_actor(), action, comment),
+            lambda decided: self.response(200, result={"id": decided.id, "status": decided.status}),
+        )
 
     @api_expose("/<int:pk>/approve", methods=["POST"])
     @protect()

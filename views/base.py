@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from contextvars import ContextVar
 from itertools import islice
 from typing import Any
 
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Response, current_app, has_request_context, request, stream_with_context
+from flask import Response, current_app, flash, has_request_context, redirect, request, stream_with_context
 from flask_appbuilder import ModelRestApi, ModelView, expose, has_access
 from flask_appbuilder.api import API_RESULT_RES_KEY
 from flask_appbuilder.fieldwidgets import Select2Widget
@@ -42,6 +43,7 @@ from app.access import (
 )
 from app.customfields import reference_labels, visible_fields
 from app.errors import DomainError
+from app.extensions import db
 from app.services import column_values, many_to_one_columns, service_for
 from customfields import CustomFieldsMixin
 from customfields.query import filter_condition, order_by
@@ -561,6 +563,21 @@ def visible_custom(model: type, rows: list[dict[str, Any]]) -> None:
             row["custom"] = {k: v for k, v in row["custom"].items() if k in shown}
 
 
+def run_and_redirect(
+    work: Callable[[], Any], done: str, to: str | Callable[[Any], str], refused_to: str | None = None
+) -> Response:
+    """Run a service call for a screen's button: flash its refusal (rolled back) or `done`, then
+    redirect: to `to` (or `to(result)`), or to `refused_to` when refused and given."""
+    try:
+        result = work()
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.summary(), "warning")
+        return redirect(refused_to or (to if isinstance(to, str) else request.referrer or "/"))
+    flash(done, "success")
+    return redirect(to(result) if callable(to) else to)
+
+
 class CrmModelApi(ModelRestApi):
     """Base REST API for every KeGuan entity (OpenAPI docs from Flask-AppBuilder)."""
 
@@ -656,16 +673,22 @@ class CrmModelApi(ModelRestApi):
     def pre_get_list(self, data: dict[str, Any]) -> None:
         visible_custom(self.datamodel.obj, data.get(API_RESULT_RES_KEY) or [])
 
-    def _write(self, status: int, item: Any, schema: Any) -> Any:
-        """Save through the service; map its field errors to a 4xx response."""
+    def answer(self, work: Callable[[], Any], done: Callable[[Any], Any]) -> Any:
+        """Run a service call for an endpoint: its refusal (DomainError) is rolled back and
+        answered with its 4xx and field messages; otherwise `done` builds the answer."""
         try:
-            if status == 201:
-                self.datamodel.add(item)
-            else:
-                self.datamodel.edit(item)
+            result = work()
         except DomainError as exc:
             self.datamodel.session.rollback()
             return self.response(exc.status, message=exc.errors)
+        return done(result)
+
+    def _write(self, status: int, item: Any, schema: Any) -> Any:
+        """Save through the service; map its field errors to a 4xx response."""
+        save = self.datamodel.add if status == 201 else self.datamodel.edit
+        return self.answer(lambda: save(item), lambda _saved: self._written(status, item, schema))
+
+    def _written(self, status: int, item: Any, schema: Any) -> Any:
         body: dict[str, Any] = {API_RESULT_RES_KEY: schema.dump(item, many=False)}
         visible_custom(self.datamodel.obj, [body[API_RESULT_RES_KEY]])
         if status == 201:

@@ -18,7 +18,6 @@ from wtforms import DecimalField
 from wtforms.validators import InputRequired, Optional
 
 from app.access import DataScopeFilter, current_actor
-from app.errors import DomainError
 from app.extensions import db
 from app.orders import (
     LIVE_ORDER,
@@ -30,7 +29,7 @@ from app.orders import (
     submit_order,
 )
 from models.orders import Invoice, Order, OrderLine, Payment, PaymentPlan
-from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView
+from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView, run_and_redirect
 from views.widgets import customer_select
 
 LABELS = {
@@ -169,14 +168,8 @@ class SubmitActionMixin:
         if record is None:
             flash(str(_("记录不存在或您无权访问")), "danger")
             return redirect(url_for(".list"))
-        try:
-            submit_document(db.session, record, current_actor())
-        except DomainError as exc:
-            db.session.rollback()
-            flash(exc.summary(), "warning")
-        else:
-            flash(str(_("已提交审批")), "success")
-        return redirect(url_for(".show", pk=pk))
+        work = lambda: submit_document(db.session, record, current_actor())  # noqa: E731
+        return run_and_redirect(work, str(_("已提交审批")), url_for(".show", pk=pk))
 
 
 class PaymentView(SubmitActionMixin, CrmModelView):
@@ -314,14 +307,7 @@ class OrderView(CrmModelView):
         if order is None:
             flash(str(_("订单不存在或您无权访问")), "danger")
             return redirect(url_for(".list"))
-        try:
-            work(order)
-        except DomainError as exc:
-            db.session.rollback()
-            flash(exc.summary(), "warning")
-        else:
-            flash(str(done), "success")
-        return redirect(url_for(".show", pk=pk))
+        return run_and_redirect(lambda: work(order), str(done), url_for(".show", pk=pk))
 
     @expose("/submit/<int:pk>", methods=["POST"])
     @has_access
@@ -434,17 +420,7 @@ class OrderApi(CrmModelApi):
             return None, None, self.response_400(message={"lines": err.messages})
 
     def _save(self, status: int, item: Any) -> Any:
-        try:
-            if status == 201:
-                self.datamodel.add(item)
-            else:
-                self.datamodel.edit(item)
-        except DomainError as exc:
-            self.datamodel.session.rollback()
-            return self.response(exc.status, message=exc.errors)
-        result = self.show_model_schema.dump(item, many=False)
-        self.pre_get({"result": result})
-        return self.response(status, id=item.id, result=result)
+        return self._write(status, item, self.show_model_schema)
 
     def post_headless(self) -> Any:
         body, lines, error = self._body()
@@ -477,12 +453,8 @@ class OrderApi(CrmModelApi):
         order = self.datamodel.get(pk, self._base_filters)
         if order is None:
             return self.response_404()
-        try:
-            work(order)
-        except DomainError as exc:
-            self.datamodel.session.rollback()
-            return self.response(exc.status, message=exc.errors)
-        return self.response(200, result=self.show_model_schema.dump(order, many=False))
+        dump = lambda _done: self.response(200, result=self.show_model_schema.dump(order, many=False))  # noqa: E731
+        return self.answer(lambda: work(order), dump)
 
     @api_expose("/<int:pk>/submit", methods=["POST"])
     @protect()
@@ -631,12 +603,10 @@ class SubmitApiMixin:
         record = self.datamodel.get(pk, self._base_filters)  # type: ignore[attr-defined]
         if record is None:
             return self.response_404()  # type: ignore[attr-defined]
-        try:
-            submit_document(self.datamodel.session, record, current_actor())  # type: ignore[attr-defined]
-        except DomainError as exc:
-            self.datamodel.session.rollback()  # type: ignore[attr-defined]
-            return self.response(exc.status, message=exc.errors)  # type: ignore[attr-defined]
-        return self.response(200, result=self.show_model_schema.dump(record))  # type: ignore[attr-defined]
+        return self.answer(  # type: ignore[attr-defined]
+            lambda: submit_document(self.datamodel.session, record, current_actor()),  # type: ignore[attr-defined]
+            lambda _done: self.response(200, result=self.show_model_schema.dump(record)),  # type: ignore[attr-defined]
+        )
 
 
 class PaymentApi(SubmitApiMixin, MoneyApi):

@@ -486,12 +486,9 @@ class CustomerPoolApiActions:
         body = _json_body()
         if body is None:
             return self.response_400(message="Request is not a JSON object")  # type: ignore[attr-defined]
-        try:
-            result = work(body)
-        except DomainError as exc:
-            db.session.rollback()
-            return self.response(exc.status, message=exc.errors)  # type: ignore[attr-defined]
-        return self.response(200, result=result)  # type: ignore[attr-defined]
+        return self.answer(  # type: ignore[attr-defined]
+            lambda: work(body), lambda result: self.response(200, result=result)  # type: ignore[attr-defined]
+        )
 
     @staticmethod
     def _customer(customer: Customer) -> dict[str, Any]:

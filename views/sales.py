@@ -12,11 +12,10 @@ from flask_appbuilder.security.decorators import permission_name, protect
 from flask_babel import lazy_gettext as _
 
 from app.access import current_actor
-from app.errors import DomainError
 from app.extensions import db
 from app.sales import convert_lead
 from models.sales import Interaction, Lead, Opportunity, Pipeline, Product, Stage, StageChange, Task
-from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView
+from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView, run_and_redirect
 from views.widgets import customer_select
 
 LABELS = {
@@ -167,14 +166,9 @@ class LeadView(CrmModelView):
             flash(str(_("线索不存在或您无权访问")), "danger")
             return redirect(url_for(".list"))
         chosen = request.form.get("customer_id", type=int)
-        try:
-            created = convert_lead(db.session, lead, current_actor(), customer_id=chosen)
-        except DomainError as exc:
-            db.session.rollback()
-            flash(exc.summary(), "warning")
-            return redirect(url_for(".show", pk=pk))
-        flash(str(_("线索已转化")), "success")
-        return redirect(url_for("CustomerView.show", pk=created["customer_id"]))
+        work = lambda: convert_lead(db.session, lead, current_actor(), customer_id=chosen)  # noqa: E731
+        to_customer = lambda created: url_for("CustomerView.show", pk=created["customer_id"])  # noqa: E731
+        return run_and_redirect(work, str(_("线索已转化")), to_customer, url_for(".show", pk=pk))
 
 
 # --- opportunities -------------------------------------------------------------------------------
@@ -353,8 +347,8 @@ class LeadApi(CrmModelApi):
         body = request.get_json(silent=True) or {}
         if not isinstance(body, dict):
             return self.response_400(message="Request is not a JSON object")
-        try:
-            created = convert_lead(
+        return self.answer(
+            lambda: convert_lead(
                 db.session,
                 lead,
                 current_actor(),
@@ -364,11 +358,9 @@ class LeadApi(CrmModelApi):
                 pipeline_id=body.get("pipeline_id"),
                 amount=body.get("amount"),
                 expected_close=body.get("expected_close"),
-            )
-        except DomainError as exc:
-            db.session.rollback()
-            return self.response(exc.status, message=exc.errors)
-        return self.response(200, result=created)
+            ),
+            lambda created: self.response(200, result=created),
+        )
 
 
 class OpportunityApi(CrmModelApi):
