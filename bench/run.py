@@ -45,7 +45,7 @@ from app.access import scope_clause
 from app.cli import ensure_admin, setup_database
 from app.extensions import db
 from app.search import search_statements
-from bench import custom, sales
+from bench import custom, money, sales
 from bench.common import (
     DEFAULT_TARGET_MS,
     PAGE_SIZE,
@@ -121,6 +121,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the board, the workbench and the customer 360 page (default: on)",
     )
     parser.add_argument(
+        "--money",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="generate customer pools (half the customers pooled) and two orders per customer and "
+        "time the recycle run, pool lists, claims, handover and order creation (default: on)",
+    )
+    parser.add_argument(
         "--analyze",
         action="store_true",
         help="run ANALYZE crm_customer before timing (planner statistics, on SQLite and on the "
@@ -129,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--explain",
         action="store_true",
-        help="print the database's plan of the raw SQL of each custom-field and sales operation",
+        help="print the database's plan of the raw SQL of each custom-field, sales and money operation",
     )
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.warmup < 0 or args.customers < 1:
@@ -711,6 +718,8 @@ def main(argv: list[str] | None = None) -> int:
         info["custom_fields"] = custom.prepare(app, args.seed)
     if args.sales and (args.build_only or sales.wanted(args)):
         info["sales"] = sales.prepare(app, args.seed)
+    if args.money and (args.build_only or money.wanted(args)):
+        info["money"] = money.prepare(app, args.seed)
     if args.build_only:
         return 0
     with app.app_context():
@@ -737,6 +746,9 @@ def main(argv: list[str] | None = None) -> int:
         if sales_results:
             print(sales.summary_line(sales_results), flush=True)
         results.extend(sales_results)
+    if args.money:
+        info["money_details"] = {}
+        results.extend(money.run(app, args, queries, db_name, HEADER, info["money_details"]))
     print_query_counts(results)
     path = write_json(db_name, url, args, info, results)
     print(f"\nwritten {path.relative_to(BENCH_DIR.parent)}")
