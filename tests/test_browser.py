@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -35,8 +36,11 @@ from werkzeug.serving import make_server
 
 from app.customers import contact_service, customer_service
 from app.extensions import db
+from app.orders import order_service, submit_order
 from customfields.definitions import CustomField
+from models.approvals import ApprovalFlow, ApprovalStep
 from models.customers import Contact, Customer
+from models.orders import Order, OrderLine
 from tests.conftest import PASSWORD, unique_mobile, unique_name, user
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -175,8 +179,9 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def admin_page(server: Server) -> Iterator[tuple[Page, Monitor]]:
-    """Headless Debian Chromium, logged in as admin through the login form, with a monitor."""
+def admin_page(server: Server, username: str = "admin") -> Iterator[tuple[Page, Monitor]]:
+    """Headless Debian Chromium, logged in (as admin unless another user is named) through the
+    login form, with a monitor."""
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium fonts-noto-cjk;"
@@ -194,22 +199,22 @@ def admin_page(server: Server) -> Iterator[tuple[Page, Monitor]]:
             server.exceptions.clear()
             monitor = Monitor(server)
             monitor.attach(page)
-            login(page, monitor, server.url)
+            login(page, monitor, server.url, username)
             yield page, monitor
         finally:
             browser.close()
 
 
-def login(page: Page, monitor: Monitor, base_url: str) -> None:
+def login(page: Page, monitor: Monitor, base_url: str, username: str = "admin") -> None:
     monitor.current = "/login/"
     page.goto(f"{base_url}/login/")
-    page.fill("input[name=username]", "admin")
+    page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
     with page.expect_navigation():
         page.click("input[type=submit]")
     monitor.settle(page)
     if "/login" in urlsplit(page.url).path:
-        pytest.fail(f"admin could not log in:\n{page.inner_text('body')[:500]}")
+        pytest.fail(f"{username} could not log in:\n{page.inner_text('body')[:500]}")
 
 
 def visit(page: Page, monitor: Monitor, url: str) -> None:
@@ -347,3 +352,38 @@ def test_a_custom_field_defined_in_the_browser_is_used_at_once(
         assert customer.name in listed and "甲级" in listed
         problems = monitor.report()
     assert not problems, problems
+
+
+def test_a_manager_approves_a_contract_from_the_workbench(server: Server) -> None:
+    """rep_a's contract waits for their superior: manager1 finds it on the workbench, opens it and
+    approves it with a comment; the contract is approved."""
+    flow = ApprovalFlow(
+        name=unique_name("浏览器审批"), document="order", position=-2000,
+        steps=[ApprovalStep(position=1, approver_kind="superior", mode="any")],
+    )  # fmt: skip
+    db.session.add(flow)
+    db.session.commit()
+    rep = user("rep_a")
+    customer = customer_service.save(db.session, Customer(name=unique_name("审批客户"), owner=rep), rep)
+    line = OrderLine(description="液碱 32%", quantity=Decimal("10"), unit_price=Decimal("1200"))
+    contract = Order(kind="contract", title=unique_name("浏览器合同"), customer_id=customer.id, lines=[line])
+    try:
+        order_service.save(db.session, contract, rep)
+        submit_order(db.session, contract, rep)
+        assert contract.status == "pending"
+        with admin_page(server, "manager1") as (page, monitor):
+            visit(page, monitor, f"{server.url}/")
+            with page.expect_navigation():
+                page.click(f"#wb-approvals a:has-text('{contract.number}')")
+            monitor.settle(page)
+            page.fill("#approval-comment", "同意, 注意回款")
+            with page.expect_navigation():
+                page.click("button[value=approve]")
+            monitor.settle(page)
+            problems = monitor.report()
+        assert not problems, problems
+        db.session.expire_all()
+        assert db.session.get(Order, contract.id).status == "approved"
+    finally:
+        flow.active = False
+        db.session.commit()
