@@ -178,7 +178,7 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     last_followup_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
     next_contact_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
     # the customer pool (公海): a customer is owned (私海) or sits in a pool (pool_id set, no owner)
-    pool_id: Mapped[int | None] = mapped_column(ForeignKey("crm_pool.id", ondelete="SET NULL"), index=True)
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("crm_pool.id", ondelete="SET NULL"))
     pooled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     #: since when the current owner has it (claim, assignment, creation): "not won within N days"
     owned_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -213,6 +213,10 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
         Index("ix_customer_name", "name"),
         Index("ix_customer_owner_name", "owner_id", "name"),
         Index("ix_customer_department_name", "department_id", "name"),
+        # the pool screens: a pool's customers newest first, and all pools' (pooled_at is set
+        # only while a customer sits in a pool)
+        Index("ix_customer_pool_pooled", "pool_id", "pooled_at"),
+        Index("ix_customer_pooled_at", "pooled_at"),
     )
 
     def __str__(self) -> str:

@@ -23,7 +23,7 @@ def test_migrated_schema_matches_models() -> None:
         d
         for d in diff
         if not (d[0] == "remove_table" and d[1].name in ignored_tables)
-        and not (d[0] == "remove_index" and d[1].name.endswith("_trgm"))
+        and not (d[0] == "remove_index" and d[1].name.endswith(("_trgm", "_pattern")))  # PostgreSQL only
         and not (d[0] == "remove_index" and d[1].table.name == "crm_scheduler_jobs")
         and not is_inline_sqlite_foreign_key(d)
     ]

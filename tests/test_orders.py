@@ -179,6 +179,12 @@ def test_numbers_follow_the_configured_pattern_per_day(app, api_as) -> None:
         assert (
             next_number(db.session, app.config["CRM_CONTRACT_NUMBER_PATTERN"], day) == f"{tag}HT2611230002X"
         )
+        # characters LIKE and GLOB treat as wildcards are taken literally in the prefix lookup
+        app.config["CRM_ORDER_NUMBER_PATTERN"] = tag + "D_*[%]{seq:02d}"
+        wild = [new_order(api_as, ordered_on=day.isoformat()).json["result"]["number"] for _ in range(2)]
+        assert wild == [f"{tag}D_*[%]01", f"{tag}D_*[%]02"]
+        app.config["CRM_ORDER_NUMBER_PATTERN"] = tag + "DXY[%]{seq:02d}"  # would match D_*[%] above
+        assert new_order(api_as, ordered_on=day.isoformat()).json["result"]["number"] == f"{tag}DXY[%]01"
         # the number cannot be set or changed by a client
         order_id = new_order(api_as, ordered_on=day.isoformat()).json["id"]
         changed = call(api_as, "rep_a", "PUT", f"/api/v1/order/{order_id}", {"number": "MINE-1"})
