@@ -8,7 +8,7 @@ from typing import Any
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as lazy
-from sqlalchemy import event, func, or_, select, update
+from sqlalchemy import event, func, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import validators
@@ -369,7 +369,15 @@ class OpportunityService(OwnedRecordService):
             errors.add("stage", _("「%(stage)s」阶段的商机不能退回到之前的阶段", stage=current.name))
 
     def authorize(self, session: Session, item: Opportunity, actor: CrmUser | None) -> None:
+        """The customer must be visible when the opportunity is made or moved to another
+        customer; an existing one stays workable by its owner even after its customer went back
+        to the pool (or to a colleague), so it can still be moved on or closed."""
         super().authorize(session, item, actor)
+        state = inspect(item)
+        if state.persistent and not (
+            state.attrs.customer_id.history.has_changes() or state.attrs.customer.history.has_changes()
+        ):
+            return
         customer_id = item.customer.id if item.customer is not None else item.customer_id
         require_visible(session, Customer, customer_id, actor, "customer", _("客户"))
 

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.customers import customer_figures, customer_timeline
 from app.extensions import db
@@ -379,3 +379,22 @@ def test_customer_360_timeline_and_figures(api_as, login_as, pipeline) -> None:
     older = login_as("rep_a").get(f"/customerview/show/{customer}?before={first[-1].when.isoformat()}")
     assert "第1次跟进" in older.get_data(as_text=True)
     assert login_as("rep_c").get(f"/customerview/show/{customer}").status_code == 404
+
+
+def test_an_opportunity_stays_workable_after_its_customer_returns_to_the_pool(api_as, pipeline) -> None:
+    customer = new_customer(api_as)
+    other = new_customer(api_as, "rep_c")  # outside rep_a's scope
+    body = {"name": "留存", "customer": customer, "pipeline": pipeline["id"], "stage": pipeline["线索确认"]}
+    deal = post(api_as, "rep_a", "opportunity", body)
+    assert deal.status_code == 201, deal.json
+    # the customer is recycled: no owner, no department (app.pools); the opportunity stays rep_a's
+    pooled = update(Customer).where(Customer.id == customer).values(owner_id=None, department_id=None)
+    db.session.execute(pooled)
+    db.session.commit()
+    client, headers = api_as("rep_a")
+    url = f"/api/v1/opportunity/{deal.json['id']}"
+    moved = client.put(url, json={"stage": pipeline["商务谈判"]}, headers=headers)
+    assert moved.status_code == 200, moved.json
+    # but it cannot be moved to a customer the rep may not see
+    stolen = client.put(url, json={"customer": other}, headers=headers)
+    assert stolen.status_code in (403, 400) and "客户" in str(stolen.json)
