@@ -34,6 +34,7 @@ from app.extensions import db
 from app.notifications import SmtpSettings, deliver_outbox, send_due_reminders
 from app.orders import payment_plan_run
 from app.pools import recycle
+from customfields.indexes import refresh_all_statistics
 from models.base import utcnow
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,14 @@ def formulas_job() -> str:
     return ", ".join(f"{entity} {count}" for entity, count in changed.items()) + " records updated"
 
 
+def statistics_job() -> str:
+    """Planner statistics of the custom-field indexes, from the values as they are now (daily)."""
+    with job_context():
+        count = refresh_all_statistics(db.session)
+        db.session.commit()
+    return f"{count} custom-field indexes analysed"
+
+
 def classification_job() -> str:
     """Purchase frequency and local/remote of every customer (daily)."""
     with job_context() as app:
@@ -125,6 +134,8 @@ JOBS: list[JobSpec] = [
             "send the e-mail outbox, every minute", run_at_start=True),
     JobSpec("formulas", formulas_job, lambda tz: CronTrigger(hour=2, minute=0, timezone=tz),
             "recompute TODAY() formulas, daily at 02:00", grace_seconds=6 * 3600),
+    JobSpec("statistics", statistics_job, lambda tz: CronTrigger(hour=3, minute=30, timezone=tz),
+            "planner statistics of custom-field indexes, daily at 03:30", grace_seconds=6 * 3600),
     JobSpec("classification", classification_job, lambda tz: CronTrigger(hour=2, minute=30, timezone=tz),
             "purchase frequency and local/remote, daily at 02:30", grace_seconds=6 * 3600),
     JobSpec("payment_plans", payment_plans_job, lambda tz: CronTrigger(hour=7, minute=0, timezone=tz),

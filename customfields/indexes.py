@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import Index, text
+from sqlalchemy import Index, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex
 
 from customfields.definitions import CustomField
-from customfields.query import index_expressions, storage_kind
+from customfields.query import custom_sql, index_expressions, storage_kind
 
 
 def name_prefix(field: CustomField) -> str:
@@ -59,20 +59,41 @@ def sync_indexes(session: Session, model: type, field: CustomField, deleted: boo
             dialect=connection.dialect, compile_kwargs={"literal_binds": True}
         )
         connection.exec_driver_sql(str(ddl))
-    if built:
-        refresh_statistics(session, model, built)
+    if built and session.scalar(select(model.id).where(custom_sql(model, field).is_not(None)).limit(1)):
+        refresh_statistics(session, model.__table__.name, built)
 
 
-def refresh_statistics(session: Session, model: type, index_names: list[str]) -> None:
-    """Tell the planner how selective new indexes are. Without statistics an equality on an
-    expression index looks as good as one on the owner index, so a rep's list filtered by a
-    five-choice select walked 200,000 index entries instead of the rep's 5,000 customers.
-    SQLite: `ANALYZE` of just the new indexes (reads them once, far cheaper than building them);
-    PostgreSQL: `ANALYZE` of the table (a sample; expression statistics come only from it)."""
+def refresh_statistics(session: Session, table: str, index_names: list[str]) -> None:
+    """Tell the planner how selective expression indexes are. Without statistics an equality on
+    one looks as good as one on the owner index, so a rep's list filtered by a five-choice select
+    walked 200,000 index entries instead of the rep's 5,000 customers. SQLite: `ANALYZE` of the
+    indexes (reads them once, far cheaper than building them); PostgreSQL: `ANALYZE` of the table
+    (a sample; expression statistics come only from it; autovacuum repeats it as data changes).
+
+    A field without values yet is not analysed when its index is built: "every row is NULL"
+    would make SQLite shun the index until the next run; the worker's daily
+    `statistics_job` keeps them current as values arrive."""
     connection = session.connection()
     dialect = connection.dialect.name
     if dialect == "sqlite":
         for name in index_names:
             connection.exec_driver_sql(f'ANALYZE "{name}"')
     elif dialect == "postgresql":
-        connection.exec_driver_sql(f'ANALYZE "{model.__table__.name}"')
+        connection.exec_driver_sql(f'ANALYZE "{table}"')
+
+
+def refresh_all_statistics(session: Session) -> int:
+    """Planner statistics of every custom-field index, from the data as it is now (daily)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        sql = "SELECT tbl_name, name FROM sqlite_master WHERE type = 'index' AND name LIKE :p ESCAPE '\\'"
+    elif dialect == "postgresql":
+        sql = "SELECT tablename, indexname FROM pg_indexes WHERE indexname LIKE :p ESCAPE '\\'"
+    else:
+        return 0
+    per_table: dict[str, list[str]] = {}
+    for table, name in session.execute(text(sql), {"p": r"ix\_cf\_%"}):
+        per_table.setdefault(table, []).append(name)
+    for table, names in per_table.items():
+        refresh_statistics(session, table, names)
+    return sum(len(names) for names in per_table.values())

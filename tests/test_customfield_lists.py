@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from customfields.definitions import CustomField
-from customfields.indexes import existing_indexes
+from customfields.indexes import existing_indexes, refresh_all_statistics
 from customfields.query import filter_condition, order_by
 from models.customers import Customer
 from tests.conftest import unique_name
@@ -48,7 +48,7 @@ def test_filter_and_sort_every_type(
     name = define(api_as, field_type=field_type, indexed=field_type in ("select", "decimal"), **options)[
         "api_name"
     ]
-    tag = unique_name("排序")
+    tag = unique_name("排序") + "x"  # "排序…-1" would be a prefix of "排序…-10"
     client, headers = api_as("rep_a")
     for position, value in enumerate([values[1], None, values[2], values[0]]):
         custom = {} if value is None else {name: value}
@@ -172,7 +172,6 @@ def planner_statistics(names: set[str]) -> set[str]:
 
 
 def test_indexed_fields_get_expression_indexes_that_queries_use(api_as) -> None:
-    create_customer(api_as)  # statistics need rows to describe
     grade = define(api_as, field_type="select", choices=["甲", "乙"], indexed=True)
     volume = define(api_as, field_type="decimal", indexed=True)
     plain = define(api_as, field_type="text")
@@ -182,15 +181,16 @@ def test_indexed_fields_get_expression_indexes_that_queries_use(api_as) -> None:
         assert not existing_indexes(db.session, fields[grade["api_name"]])  # MariaDB: none (README)
         return
     assert len(existing_indexes(db.session, fields[grade["api_name"]])) == 2
-    # the planner learns how selective the new indexes are at once (a rep's scope beats a select)
+    # planner statistics (so a rep's own customers beat a five-choice select): the daily job
+    # reads them from the values; a field's first index is not analysed while it has none
+    assert create_customer(api_as, **{grade["api_name"]: "甲"}).status_code == 201
+    assert refresh_all_statistics(db.session) >= 2
+    db.session.commit()
     assert planner_statistics(existing_indexes(db.session, fields[grade["api_name"]]))
     assert not existing_indexes(db.session, fields[plain["api_name"]])
-    by_grade = (
-        select(Customer.id)
-        .where(filter_condition(Customer, fields[grade["api_name"]], "eq", "甲"))
-        .order_by(Customer.id.desc())
-        .limit(20)
-    )
+    # no ORDER BY id / LIMIT: with real statistics on a small table, walking the primary key
+    # backwards can be as cheap as the expression index; the point here is that it is usable
+    by_grade = select(Customer.id).where(filter_condition(Customer, fields[grade["api_name"]], "eq", "甲"))
     assert "ix_cf_" in explain(by_grade)
     for descending in (False, True):
         by_volume = (
