@@ -35,13 +35,18 @@ from sqlalchemy import ColumnElement, Executable, Select, exists, func, insert, 
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import UnaryExpression
 
+from app import home
 from app.access import department_tree_ids, entity_name, scope_clause, subordinate_ids, user_scope
+from app.approvals import waiting_for
 from app.demo import COMPANY_WORDS, FOLLOW_UPS, LOST_REASONS, PIPELINES, PRODUCTS, _mobile, _person
 from app.extensions import db
 from app.home import local_day_bounds
 from app.kanban import PAGE_SIZE as BOARD_PAGE_SIZE
 from app.kanban import BoardFilters, _card_query, _conditions, _few_owners, column_status
+from app.orders import expiring_contracts, payments_due
+from app.pools import due_for_recycle
 from app.sales import closing_values, product_service
+from app.targets import target_progress
 from bench import custom
 from bench.common import (
     PAGE_SIZE,
@@ -56,6 +61,7 @@ from bench.common import (
 )
 from models.base import utcnow
 from models.customers import Contact, Customer
+from models.pools import CustomerTeamMember
 from models.sales import (
     Interaction,
     Lead,
@@ -683,7 +689,7 @@ class Context:
 
 def make_context(app: Flask, session: Session, actor_id: int) -> Context:
     user = session.get(CrmUser, actor_id)
-    models = (Customer, Contact, Opportunity, Interaction, Task, Lead)
+    models = (Customer, Contact, Opportunity, Interaction, Task, Lead, CustomerTeamMember)
     scopes = {model: scope_clause(session, model, user) for model in models}
     return Context(user, scopes, app.config["CRM_COUNT_CAP"], app.config["BABEL_DEFAULT_TIMEZONE"])
 
@@ -799,11 +805,19 @@ class Capped:
 
 
 @dataclass(frozen=True)
+class Call:
+    """A domain function whose rows a screen shows as they are (the workbench's pool, approval,
+    payment, contract and target lists): its own statements, run by calling it."""
+
+    function: Callable[[], Any]
+
+
+@dataclass(frozen=True)
 class Commit:
     """The end of a write's transaction (the raw move commits, as the service does)."""
 
 
-Step = Executable | Capped | Commit
+Step = Executable | Capped | Call | Commit
 
 
 def names(user: Any) -> tuple[Any, Any]:
@@ -958,29 +972,31 @@ def workbench_sql(session: Session, ctx: Context, probe: Probe) -> list[Step]:
     month_end = (month_first + dt.timedelta(days=32)).replace(day=1)
 
     def work_list(rows: Select[Any], key: Any, *conditions: Any) -> Capped:
+        """The first 10 rows with their names, and the count of the ordering column alone."""
         column = key.element if isinstance(key, UnaryExpression) else key  # as app.home counts
-        base = rows.where(*conditions)
-        return Capped(base.order_by(key).limit(10), capped_count(base.with_only_columns(column), 1000), 10)
+        count = capped_count(select(column).where(*conditions), 1000)
+        return Capped(rows.where(*conditions).order_by(key).limit(10), count, 10)
 
     task_owner, task_customer = aliased(CrmUser), aliased(Customer)
     tasks = (
         select(Task.id, Task.title, Task.due_at, task_customer.name, *names(task_owner))
         .outerjoin(task_customer, task_customer.id == Task.customer_id)
         .outerjoin(task_owner, task_owner.id == Task.owner_id)
-        .where(scopes[Task], Task.status == "open")
     )
+    open_tasks = (scopes[Task], Task.status == "open")
     stage = aliased(Stage)
     return [
         *summary,
         work_list(
-            select(Customer.id, Customer.name, Customer.next_contact_at, *names(owner))
-            .outerjoin(owner, owner.id == Customer.owner_id)
-            .where(customers),
+            select(Customer.id, Customer.name, Customer.next_contact_at, *names(owner)).outerjoin(
+                owner, owner.id == Customer.owner_id
+            ),
             Customer.next_contact_at,
+            customers,
             Customer.next_contact_at < day_end,
         ),
-        work_list(tasks, Task.due_at, Task.due_at < now),
-        work_list(tasks, Task.due_at, Task.due_at >= now, Task.due_at < day_end),
+        work_list(tasks, Task.due_at, *open_tasks, Task.due_at < now),
+        work_list(tasks, Task.due_at, *open_tasks, Task.due_at >= now, Task.due_at < day_end),
         work_list(
             select(Lead.id, Lead.name, Lead.company, Lead.created_at),
             Lead.created_at.desc(),
@@ -1002,6 +1018,22 @@ def workbench_sql(session: Session, ctx: Context, probe: Probe) -> list[Step]:
             Opportunity.expected_close >= month_first,
             Opportunity.expected_close < month_end,
         ),
+        *money_lists(session, ctx, now, day_start, day_end),
+    ]
+
+
+def money_lists(
+    session: Session, ctx: Context, now: dt.datetime, day_start: dt.datetime, day_end: dt.datetime
+) -> list[Step]:
+    """The workbench's lists of issue 6 (customers the pool takes back soon, approvals waiting,
+    payments due, contracts ending, targets), each by the domain function app.home calls."""
+    user, today = ctx.user, (day_start + (day_end - day_start) / 2).date()
+    return [
+        Call(lambda: due_for_recycle(session, user, now, limit=100)),
+        Call(lambda: waiting_for(session, user, limit=100)),
+        Call(lambda: payments_due(session, user, today, home.PAYMENTS_AHEAD_DAYS, limit=100)),
+        Call(lambda: expiring_contracts(session, user, today, home.CONTRACTS_AHEAD_DAYS, limit=100)),
+        Call(lambda: target_progress(session, user, today, ctx.timezone)),
     ]
 
 
@@ -1075,8 +1107,8 @@ def figures_sql(customer_id: int) -> list[Select[Any]]:
 
 
 def related_lists_sql(ctx: Context, customer_id: int) -> list[Select[Any]]:
-    """The show page's tabs (contacts, opportunities, follow-ups, tasks): each a capped count
-    and its first 20 rows in the list's order, within the actor's data scope."""
+    """The show page's tabs (contacts, opportunities, follow-ups, tasks, team members): each a
+    capped count and its first 20 rows in the list's order, within the actor's data scope."""
     scopes, cap = ctx.scopes, ctx.count_cap + 1
     who, stage = aliased(CrmUser), aliased(Stage)
     lists: list[tuple[type, Any, Select[Any]]] = [
@@ -1120,6 +1152,15 @@ def related_lists_sql(ctx: Context, customer_id: int) -> list[Select[Any]]:
             ),
         ),
     ]
+    lists.append(
+        (
+            CustomerTeamMember,
+            CustomerTeamMember.id.desc(),
+            select(
+                CustomerTeamMember.id, CustomerTeamMember.access, CustomerTeamMember.until, *names(who)
+            ).join(who, who.id == CustomerTeamMember.user_id),
+        )
+    )
     statements = []
     for model, order, rows in lists:
         conditions = [scopes[model], model.customer_id == customer_id]
@@ -1154,6 +1195,8 @@ def run_steps(session: Session, steps: list[Step]) -> None:
             session.execute(step).all()
         elif isinstance(step, Commit):
             session.commit()
+        elif isinstance(step, Call):
+            step.function()
         else:
             session.execute(step)
 
@@ -1402,7 +1445,7 @@ def verify(app: Flask, actors: list[SalesActor], index: int) -> list[dict[str, A
 def explain(
     app: Flask, args: argparse.Namespace, operations: list[SalesOperation], actors: list[SalesActor]
 ) -> None:
-    """Print the plan of each SELECT of each operation's raw SQL, per actor (one probe).
+    """Print the plan and the time of each SELECT of each operation's raw SQL, per actor (one probe).
 
     SQLite: EXPLAIN QUERY PLAN. PostgreSQL: EXPLAIN (ANALYZE, BUFFERS), which runs the query.
     """
@@ -1424,12 +1467,23 @@ def explain(
                             sql = str(
                                 statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
                             )
-                            print(f"\n--- plan: {name}\n{' '.join(sql.split())}")
+                            ms = statement_ms(session, statement)
+                            print(f"\n--- plan: {name}, {ms:.1f} ms\n{' '.join(sql.split())}")
                             for line in custom.plan(session, dialect.name, sql):
                                 print(f"    {line}")
             session.rollback()
         finally:
             db.session.remove()
+
+
+def statement_ms(session: Session, statement: Select[Any], runs: int = 3) -> float:
+    """The median time of a statement alone (which of an operation's statements is slow)."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        session.execute(statement).all()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
 
 
 def summary_line(results: list[Result]) -> str:
