@@ -70,7 +70,7 @@ from app.access import (
 )
 from app.errors import AccessDenied, Conflict, ErrorCollector, NotFound, ValidationFailed
 from app.notifications import queue_mail
-from app.services import RecordService, acting_as, parent_is_new, text_up_to, write_transaction
+from app.services import RecordService, acting_as, parent_is_new, text_up_to, unindexed, write_transaction
 from models.base import utcnow
 from models.customers import CUSTOMER_LEVELS, Customer
 from models.notifications import Notification
@@ -999,7 +999,7 @@ def transfer(
                     Opportunity,
                     moved,
                     Opportunity.customer_id.in_(chunk),
-                    Opportunity.status == "open",
+                    unindexed(Opportunity.status) == "open",
                     Opportunity.owner_id == previous_owner,
                 )
             if "orders" in parts:
@@ -1008,7 +1008,7 @@ def transfer(
                     Order,
                     moved,
                     Order.customer_id.in_(chunk),
-                    Order.status.in_(OPEN_ORDER_STATUSES),
+                    unindexed(Order.status).in_(OPEN_ORDER_STATUSES),
                     Order.owner_id
                     == select(Customer.owner_id).where(Customer.id == Order.customer_id).scalar_subquery(),
                 )
@@ -1018,7 +1018,7 @@ def transfer(
                     Task,
                     moved,
                     Task.customer_id.in_(chunk),
-                    Task.status == "open",
+                    unindexed(Task.status) == "open",
                     Task.owner_id
                     == select(Customer.owner_id).where(Customer.id == Task.customer_id).scalar_subquery(),
                 )
