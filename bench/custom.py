@@ -377,13 +377,13 @@ def list_sort_sql(api_name: str) -> Statements:
 
 
 def rest_filter_sql(api_name: str) -> Statements:
-    """The REST list filtered on a select (no order, as FAB's REST list without order_column)."""
+    """The REST list filtered on a select, newest first (CrmModelApi.base_order)."""
 
     def statements(session: Session, ctx: RawContext, probe: Probe) -> list[Select[Any]]:
         condition = filter_condition(Customer, FIELDS[api_name], "eq", choice_for(probe, api_name))
         return [
             capped_count_statement(ctx, Customer, condition),
-            customer_rows_statement(ctx, condition, district=True),
+            customer_rows_statement(ctx, condition, order_by=[Customer.id.desc()], district=True),
         ]
 
     return statements

@@ -583,6 +583,9 @@ class CrmModelApi(ModelRestApi):
 
     allow_browser_login = True
     page_size = 20
+    #: without an order_column a list has a stable order (newest first), so pages do not overlap
+    #: (PostgreSQL returns rows in whatever order its plan yields)
+    base_order = ("id", "desc")
 
     #: columns the service fills in when a client leaves them out (not required in the API)
     defaulted_columns: tuple[str, ...] = ()
