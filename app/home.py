@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.sql.elements import UnaryExpression
 
 from app.access import scope_clause
@@ -44,7 +44,11 @@ def home_summary(session: Session, user: CrmUser, cap: int = 100_000) -> HomeSum
         return session.scalar(select(func.count()).select_from(inner)) or 0
 
     recent = session.scalars(
-        select(Customer).where(scope).order_by(Customer.updated_at.desc()).limit(8)
+        select(Customer)
+        .where(scope)
+        .order_by(Customer.updated_at.desc())
+        .limit(8)
+        .options(joinedload(Customer.owner))  # the page shows each one's owner
     ).all()
     return HomeSummary(
         my_customers=capped(Customer.owner_id == user.id),
@@ -112,8 +116,10 @@ def workbench(
     month_start = day_start.date().replace(day=1)
     month_end = (month_start + dt.timedelta(days=32)).replace(day=1)
 
-    def work_list(query: Any, key: Any) -> WorkList:
-        items = list(session.scalars(query.order_by(key).limit(size)))
+    def work_list(query: Any, key: Any, *loads: Any) -> WorkList:
+        """The first `size` rows, with the many-to-one relations the page shows (`loads`) joined
+        rather than read one row at a time, and, when that page is full, the capped count."""
+        items = list(session.scalars(query.order_by(key).limit(size).options(*loads)))
         if len(items) < size:
             return WorkList(items, len(items))
         # count the ordering column alone (an index can answer), not "created_at DESC AS ..."
@@ -128,13 +134,17 @@ def workbench(
 
     today = (day_start + (day_end - day_start) / 2).date()  # the user's local date
     tasks = select(Task).where(scope_clause(session, Task, user), Task.status == "open")
+    task_loads = (joinedload(Task.customer), joinedload(Task.owner))
     return Workbench(
         contact_today=work_list(
             select(Customer).where(scope_clause(session, Customer, user), Customer.next_contact_at < day_end),
             Customer.next_contact_at,
+            joinedload(Customer.owner),
         ),
-        overdue_tasks=work_list(tasks.where(Task.due_at < now), Task.due_at),
-        tasks_today=work_list(tasks.where(Task.due_at >= now, Task.due_at < day_end), Task.due_at),
+        overdue_tasks=work_list(tasks.where(Task.due_at < now), Task.due_at, *task_loads),
+        tasks_today=work_list(
+            tasks.where(Task.due_at >= now, Task.due_at < day_end), Task.due_at, *task_loads
+        ),
         new_leads=work_list(
             select(Lead).where(
                 Lead.owner_id == user.id,
@@ -152,6 +162,8 @@ def workbench(
                 Opportunity.expected_close < month_end,
             ),
             Opportunity.expected_close,
+            joinedload(Opportunity.stage),
+            joinedload(Opportunity.owner),
         ),
         recycle_soon=listed(due_for_recycle, now),
         approvals_waiting=listed(waiting_for),

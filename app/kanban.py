@@ -7,8 +7,10 @@ they do to a form or a REST edit.
 
 At 100,000 open opportunities in one pipeline the board stays fast because no query reads more
 than it shows: the column summary is one GROUP BY along ix_opportunity_board (pipeline, stage,
-status, id), and a column is read a page at a time, newest first, by keyset on the id (`after`),
-a range scan of the same index that never counts or skips rows.
+status, id, amount, owner, department: it covers the summary within any data scope, so a
+manager's or an admin's board reads the index alone), and a column is read a page at a time,
+newest first, by keyset on the id (`after`), a range scan of the same index that never counts
+or skips rows.
 """
 
 from __future__ import annotations

@@ -217,6 +217,8 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
         # only while a customer sits in a pool)
         Index("ix_customer_pool_pooled", "pool_id", "pooled_at"),
         Index("ix_customer_pooled_at", "pooled_at"),
+        # the home page: recently changed customers
+        Index("ix_customer_updated_at", "updated_at"),
     )
 
     def __str__(self) -> str:

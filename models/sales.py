@@ -188,8 +188,18 @@ class Opportunity(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     )
 
     __table_args__ = (
-        # the kanban: a pipeline's open opportunities by stage, newest first
-        Index("ix_opportunity_board", "pipeline_id", "stage_id", "status", "id"),
+        # the kanban: a pipeline's opportunities by stage, newest first; amount, owner and
+        # department make it cover the column summary within any data scope (no row reads)
+        Index(
+            "ix_opportunity_board",
+            "pipeline_id",
+            "stage_id",
+            "status",
+            "id",
+            "amount",
+            "owner_id",
+            "department_id",
+        ),
     )
 
     def __str__(self) -> str:
@@ -318,6 +328,8 @@ class Task(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
         # the workbench: my open tasks by due time; the worker: reminders due
         Index("ix_task_owner_open_due", "owner_id", "status", "due_at"),
         Index("ix_task_reminder", "status", "reminded_at", "due_at"),
+        # the workbench of a manager or an admin: everyone's open tasks by due time
+        Index("ix_task_open_due", "status", "due_at"),
     )
 
     def __str__(self) -> str:
