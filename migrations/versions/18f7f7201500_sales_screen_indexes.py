@@ -27,11 +27,21 @@ depends_on = None
 BOARD = ["pipeline_id", "stage_id", "status", "id"]
 
 
-def upgrade():
+def replace_board_index(columns: list[str]) -> None:
+    """MySQL/MariaDB refuse to drop an index a foreign key (pipeline_id) relies on unless the
+    replacement comes in the same ALTER TABLE."""
+    if op.get_bind().dialect.name == "mysql":
+        op.execute(
+            "ALTER TABLE crm_opportunity DROP INDEX ix_opportunity_board, "
+            f"ADD INDEX ix_opportunity_board ({', '.join(columns)})"
+        )
+        return
     op.drop_index("ix_opportunity_board", table_name="crm_opportunity")
-    op.create_index(
-        "ix_opportunity_board", "crm_opportunity", [*BOARD, "amount", "owner_id", "department_id"]
-    )
+    op.create_index("ix_opportunity_board", "crm_opportunity", columns)
+
+
+def upgrade():
+    replace_board_index([*BOARD, "amount", "owner_id", "department_id"])
     op.create_index("ix_customer_updated_at", "crm_customer", ["updated_at"])
     op.create_index("ix_task_open_due", "crm_task", ["status", "due_at"])
 
@@ -39,5 +49,4 @@ def upgrade():
 def downgrade():
     op.drop_index("ix_task_open_due", table_name="crm_task")
     op.drop_index("ix_customer_updated_at", table_name="crm_customer")
-    op.drop_index("ix_opportunity_board", table_name="crm_opportunity")
-    op.create_index("ix_opportunity_board", "crm_opportunity", BOARD)
+    replace_board_index(BOARD)
