@@ -479,6 +479,27 @@ def test_claim_and_release_through_the_screens(login_as, org, make_pool) -> None
     assert done.status_code == 302 and state(customer_id).pool_id == pool.id
 
 
+def test_confirm_forms_name_only_customers_the_actor_may_act_on(login_as, org, make_pool) -> None:
+    """The ids of the release, transfer and assign forms come from the query string: another
+    department's customer must not have its name shown there."""
+    pool = make_pool()
+    owned = owned_customer(org)
+    owned_name = state(owned).name
+    pooled = pooled_customer(pool)
+    pooled_name = state(pooled).name
+    owner = login_as("pool_rep1")
+    assert owned_name in owner.get(f"/customerview/release?ids={owned}").get_data(as_text=True)
+    outsider = login_as("pool_outsider")
+    for path in (f"/customerview/release?ids={owned}", f"/customerview/transfer?ids={owned}"):
+        page = outsider.get(path)
+        assert page.status_code == 200
+        assert owned_name not in page.get_data(as_text=True)
+    page = outsider.get(f"/poolcustomerview/assign?ids={pooled}")
+    assert pooled_name not in page.get_data(as_text=True)
+    manager = login_as("pool_mgr")
+    assert pooled_name in manager.get(f"/poolcustomerview/assign?ids={pooled}").get_data(as_text=True)
+
+
 def test_pool_configuration_is_validated(api_as, org) -> None:
     body = {"name": unique_name("坏公海"), "hidden_fields": ["no_such_field"], "daily_claim_cap": -1}
     response = post(api_as, "admin", "pool/", body)

@@ -17,10 +17,18 @@ from flask_appbuilder.api import API_RESULT_RES_KEY
 from flask_appbuilder.api import expose as api_expose
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_babel import lazy_gettext as _
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from wtforms import StringField
 
-from app.access import POOL_SCOPE, DataScopeFilter, assignable_user_ids, browsable_pool_ids, current_actor
+from app.access import (
+    POOL_SCOPE,
+    DataScopeFilter,
+    assignable_user_ids,
+    browsable_pool_ids,
+    current_actor,
+    pool_clause,
+    scope_clause,
+)
 from app.errors import DomainError
 from app.extensions import db
 from app.pools import HANDOVER_PARTS, assign, claim, release, set_locked, transfer
@@ -341,7 +349,7 @@ class PoolCustomerView(CrmModelView):
         return self.render_template(
             "crm/pool_form.html",
             title=_("从公海分配客户"),
-            customers=_names(ids),
+            customers=_names(ids, pool_clause(db.session, current_actor())),
             ids=ids,
             users=_assignable_users(),
             need_user=True,
@@ -354,8 +362,17 @@ def _ids(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip().isdigit()][:5000]
 
 
-def _names(ids: list[int]) -> list[str]:
-    return list(db.session.scalars(select(Customer.name).where(Customer.id.in_(ids[:50]))))
+def _names(ids: list[int], visible: ColumnElement[bool] | None) -> list[str]:
+    """Names of the selected customers for the confirm form, only those the actor may act on
+    (ids come from the query string, so anyone could ask for any id)."""
+    query = select(Customer.name).where(Customer.id.in_(ids[:50]))
+    if visible is not None:
+        query = query.where(visible)
+    return list(db.session.scalars(query))
+
+
+def _owned_names(ids: list[int]) -> list[str]:
+    return _names(ids, scope_clause(db.session, Customer, current_actor(), write=True))
 
 
 def _assignable_users() -> list[CrmUser]:
@@ -404,7 +421,7 @@ class CustomerPoolActions:
         return self.render_template(
             "crm/pool_form.html",
             title=_("退回公海"),
-            customers=_names(ids),
+            customers=_owned_names(ids),
             ids=ids,
             users=[],
             need_user=False,
@@ -460,7 +477,7 @@ class CustomerPoolActions:
         return self.render_template(
             "crm/pool_form.html",
             title=_("转移客户"),
-            customers=_names(ids),
+            customers=_owned_names(ids),
             ids=ids,
             users=_assignable_users(),
             need_user=True,
