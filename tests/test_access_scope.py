@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from app.access import scope_clause, user_scope
 from app.customers import customer_service
@@ -142,6 +142,31 @@ def test_contacts_follow_their_customer(api_as, login_as, owned: dict[str, int])
         "/api/v1/contact/", json={"customer": owned["rep_c"], "name": "王五"}, headers=headers
     )
     assert response.status_code == 403
+
+
+def test_record_tabs_list_children_by_the_record_alone(login_as, owned: dict[str, int]) -> None:
+    """A manager's 360 page of a subordinate's customer lists its contacts by `customer_id = ?`:
+    the customer already passed the scope, so the tab does not rebuild the team's customer ids.
+    The children's own screens still apply the scope."""
+    statements: list[str] = []
+
+    def remember(conn, cursor, statement, *args) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    client = login_as("manager1")
+    event.listen(db.engine, "before_cursor_execute", remember)
+    try:
+        page = client.get(f"/customerview/show/{owned['rep_b']}")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", remember)
+    assert page.status_code == 200 and "rep_b联系人" in page.get_data(as_text=True)
+    contact_reads = [s for s in statements if "FROM crm_contact" in s]
+    after_from = [s.split("FROM crm_contact", 1)[1] for s in contact_reads]
+    assert after_from and not any("crm_customer" in rest for rest in after_from)
+    # outside the tab, the rule is intact: another team's contact stays out of reach
+    other = db.session.scalar(select(Contact.id).where(Contact.customer_id == owned["manager2"]))
+    assert client.get(f"/contactview/show/{other}").status_code == 404
+    assert client.get(f"/customerview/show/{owned['manager2']}").status_code == 404
 
 
 def test_rep_cannot_give_a_customer_to_someone_else(api_as) -> None:

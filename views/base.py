@@ -39,6 +39,7 @@ from app.access import (
     current_actor,
     entity_name,
     is_scoped,
+    listing_children_of,
     role_names,
 )
 from app.customfields import reference_labels, visible_fields
@@ -315,6 +316,12 @@ class CrmModelView(ModelView):
             **{name: display_formatter(model, name) for name in shown},
             **self.formatters_columns,
         }
+
+    def _get_related_view_widget(self, item: Any, related_view: Any, *args: Any, **kwargs: Any) -> Any:
+        """A tab of the record's children: the record passed this view's data scope, so children
+        that follow its scope are limited by the foreign key alone (app.access)."""
+        with listing_children_of(self.datamodel.obj):
+            return super()._get_related_view_widget(item, related_view, *args, **kwargs)
 
     def _init_forms(self) -> None:
         super()._init_forms()
