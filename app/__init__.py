@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, redirect, url_for
+from flask import Flask, Response, current_app, has_request_context, redirect, request, url_for
 from flask_appbuilder import AppBuilder
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
-from app import cli, customers, customfields, sales  # noqa: F401  (they register their services)
+from app import audit, cli, customers, customfields, sales  # noqa: F401  (they register their services, audit its hooks)
 from app.extensions import csrf, db, migrate
 from views import register_all
 from views.formatters import cny
@@ -46,15 +47,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.add_template_filter(cny, "crm_cny")
     cli.init_app(app)
     app.after_request(_security_headers)
+    if app.config.get("CRM_PROXIES"):
+        hops = app.config["CRM_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.add_url_rule("/favicon.ico", "favicon", lambda: redirect(url_for("static", filename="crm/logo.svg")))
     return app
 
 
 def _security_headers(response: Response) -> Response:
-    """Headers every response carries; HSTS only when the site is served over HTTPS."""
+    """Headers every response carries; HSTS only when the site is served over HTTPS (browsers
+    ignore it over plain HTTP, and sending it from a test server on http would be a lie)."""
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
     response.headers.setdefault("Referrer-Policy", "same-origin")
-    if current_app.config.get("CRM_HTTPS"):
+    policy = current_app.config.get("CRM_CONTENT_SECURITY_POLICY")
+    if policy:
+        response.headers.setdefault("Content-Security-Policy", policy)
+    if current_app.config.get("CRM_HTTPS") or (has_request_context() and request.is_secure):
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response

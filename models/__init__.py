@@ -2,6 +2,7 @@
 
 from customfields.definitions import CustomField  # also registers CustomFieldVersion
 from models.approvals import ApprovalDecision, ApprovalFlow, ApprovalRequest, ApprovalStep
+from models.audit import AuditHead, AuditLog  # audit: the audit log
 from models.base import Model
 from models.customers import (
     Contact,
@@ -19,6 +20,8 @@ from models.security import CrmUser, Department, RoleDataScope
 
 __all__ = [
     "Model",
+    "AuditHead",  # audit
+    "AuditLog",  # audit
     "CustomField",
     "Contact",
     "Customer",
