@@ -112,6 +112,15 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", False)
 PERMANENT_SESSION_LIFETIME = int(os.environ.get("CRM_SESSION_SECONDS", str(8 * 3600)))
+# --- Encryption at rest (app/crypto.py; README "Encryption at rest") [crypto] ---
+# The current key (base64 of 32 bytes); older keys still read until `flask crm rotate-key` ran
+CRM_ENCRYPTION_KEY = os.environ.get("CRM_ENCRYPTION_KEY", "")
+CRM_ENCRYPTION_KEYS = os.environ.get("CRM_ENCRYPTION_KEYS", "")  # comma-separated, base64
+# The key of the blind indexes (exact-match search on encrypted values); never rotated casually
+CRM_BLIND_INDEX_KEY = os.environ.get("CRM_BLIND_INDEX_KEY", "")
+# Without the keys above and on SQLite, keys are generated here on first use (back them up)
+CRM_KEY_DIR = os.environ.get("CRM_KEY_DIR", str(INSTANCE_DIR))
+# --- end encryption at rest [crypto] ---
 # Set when serving over HTTPS (the reverse proxy or run.py --cert): adds HSTS
 CRM_HTTPS = _env_bool("CRM_HTTPS", False)
 

@@ -1,0 +1,297 @@
+"""Encryption at rest (加密存储): AES-256-GCM values with a key id, and HMAC blind indexes.
+
+A stored value reads ``enc1:<key id>:<base64url(nonce 12 bytes + ciphertext + tag)>``; the
+associated data is the column it belongs to ("crm_customer.id_number"), so a value copied into
+another column does not decrypt. The key id names the key that encrypted the value: old keys
+stay readable while `flask crm rotate-key` re-encrypts everything under the current one.
+
+Exact-match search works through a blind index: HMAC-SHA256 of the normalised value under a key
+of its own (CRM_BLIND_INDEX_KEY, never the encryption key), derived per purpose, so equal values
+are found without decrypting and a rotation of the encryption key leaves every index valid.
+
+Keys (see README, "Encryption at rest"):
+- CRM_ENCRYPTION_KEY: the current key, base64 of 32 bytes;
+- CRM_ENCRYPTION_KEYS: older keys still read (comma-separated, base64), until rotate-key ran;
+- CRM_BLIND_INDEX_KEY: base64 of 32 bytes, kept for the life of the database;
+- none of them set and a SQLite database (the embedded setup): generated once into
+  CRM_KEY_DIR (instance/ by default, files mode 0600) with a warning to back them up;
+- a server database (PostgreSQL, MySQL) without them: the app refuses to start.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from flask import Flask, current_app
+from sqlalchemy import String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "EncryptedString",
+    "encrypt",
+    "decrypt",
+    "blind_index",
+    "normalise",
+    "key_id_of",
+    "is_encrypted",
+    "CryptoError",
+    "KeyConfigurationError",
+    "Keyring",
+    "load_keyring",
+    "keyring",
+    "init_app",
+    "new_key",
+]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "enc1"
+NONCE_BYTES = 12
+TAG_BYTES = 16
+KEY_BYTES = 32
+#: files of the embedded setup, in CRM_KEY_DIR: current key first, older keys below it
+KEY_FILE = "encryption_keys"
+BLIND_KEY_FILE = "blind_index_key"
+EXTENSION = "crm_crypto"
+
+
+class CryptoError(Exception):
+    """A value that cannot be decrypted: tampered, another column's, or an unknown key."""
+
+
+class KeyConfigurationError(RuntimeError):
+    """Keys missing or malformed: raised at start-up so the app never runs half-configured."""
+
+
+def new_key() -> str:
+    """A fresh key, base64 of 32 random bytes (what CRM_ENCRYPTION_KEY expects)."""
+    return base64.b64encode(os.urandom(KEY_BYTES)).decode()
+
+
+def _decode_key(text: str, name: str) -> bytes:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise KeyConfigurationError(f"{name} is not valid base64") from exc
+    if len(raw) != KEY_BYTES:
+        raise KeyConfigurationError(f"{name} must be base64 of {KEY_BYTES} bytes, got {len(raw)} bytes")
+    return raw
+
+
+def key_id_of(key: bytes) -> str:
+    """A short, stable id of a key (a one-way fingerprint): stored before each value."""
+    return hashlib.sha256(b"keguan-key-id:" + key).hexdigest()[:8]
+
+
+@dataclass
+class Keyring:
+    """The current key, the older keys still readable, and the blind-index root key."""
+
+    current: bytes
+    blind: bytes
+    older: list[bytes] = field(default_factory=list)
+    #: where the keys came from ("environment" or the key file), for messages
+    source: str = "environment"
+
+    def __post_init__(self) -> None:
+        self.by_id = {key_id_of(k): k for k in [*self.older, self.current]}
+        self.current_id = key_id_of(self.current)
+        self._blind_keys: dict[str, bytes] = {}
+
+    def key(self, key_id: str) -> bytes:
+        try:
+            return self.by_id[key_id]
+        except KeyError:
+            raise CryptoError(
+                f"value encrypted with unknown key id {key_id!r}: add that key to CRM_ENCRYPTION_KEYS"
+            ) from None
+
+    def blind_key(self, purpose: str) -> bytes:
+        """One HMAC key per purpose, so an index of one column says nothing about another's."""
+        if purpose not in self._blind_keys:
+            self._blind_keys[purpose] = hmac.new(
+                self.blind, b"keguan-blind-index:" + purpose.encode(), hashlib.sha256
+            ).digest()
+        return self._blind_keys[purpose]
+
+
+def _is_server_database(uri: str) -> bool:
+    return not uri.startswith("sqlite")
+
+
+def _key_file(folder: Path, name: str, announce: str) -> list[str]:
+    """Lines of a key file in the embedded setup, generating one key on first use (mode 0600)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(new_key() + "\n")
+        message = (
+            f"KeGuan generated {announce} into {path} (no key configured). "
+            "BACK THIS FILE UP with the database: without it the encrypted data cannot be read."
+        )
+        log.warning(message)
+        print(f"WARNING: {message}")  # noqa: T201  (seen on the console at first start)
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_keyring(config: Mapping[str, Any]) -> Keyring:
+    """The keys from the settings, or the embedded key files; refuses what would be unsafe."""
+    current_text = (config.get("CRM_ENCRYPTION_KEY") or "").strip()
+    older_text = (config.get("CRM_ENCRYPTION_KEYS") or "").strip()
+    blind_text = (config.get("CRM_BLIND_INDEX_KEY") or "").strip()
+    uri = str(config.get("SQLALCHEMY_DATABASE_URI") or "")
+    if _is_server_database(uri) and not (current_text and blind_text):
+        named = (("CRM_ENCRYPTION_KEY", current_text), ("CRM_BLIND_INDEX_KEY", blind_text))
+        missing = [name for name, value in named if not value]
+        raise KeyConfigurationError(
+            f"{' and '.join(missing)} must be set with a server database (PostgreSQL, MySQL): "
+            "KeGuan generates keys into instance/ only for the embedded SQLite setup. "
+            'Create one with: python -c "import base64,os;print(base64.b64encode(os.urandom(32)).decode())" '
+            "and keep it safe: the encrypted data cannot be read without it (see README, Encryption at rest)."
+        )
+    folder = Path(config.get("CRM_KEY_DIR") or "instance")
+    source = "environment"
+    if current_text:
+        current = _decode_key(current_text, "CRM_ENCRYPTION_KEY")
+        older = [_decode_key(t, "CRM_ENCRYPTION_KEYS") for t in older_text.split(",") if t.strip()]
+    else:
+        lines = _key_file(folder, KEY_FILE, "an encryption key")
+        source = str(folder / KEY_FILE)
+        current = _decode_key(lines[0], source)
+        older = [_decode_key(t, source) for t in lines[1:]]
+        older += [_decode_key(t, "CRM_ENCRYPTION_KEYS") for t in older_text.split(",") if t.strip()]
+    if blind_text:
+        blind = _decode_key(blind_text, "CRM_BLIND_INDEX_KEY")
+    else:
+        blind = _decode_key(_key_file(folder, BLIND_KEY_FILE, "a blind-index key")[0], BLIND_KEY_FILE)
+    return Keyring(current=current, blind=blind, older=older, source=source)
+
+
+def init_app(app: Flask) -> None:
+    """Load the keys at start-up: a server database without keys stops here, with the reason."""
+    app.extensions[EXTENSION] = load_keyring(app.config)
+
+
+def keyring() -> Keyring:
+    """The current app's keys (loaded by init_app, or now if the app was built without it)."""
+    ring = current_app.extensions.get(EXTENSION)
+    if ring is None:
+        ring = current_app.extensions[EXTENSION] = load_keyring(current_app.config)
+    return ring
+
+
+def reload_keys(app: Flask | None = None) -> Keyring:
+    """Read the keys again (after the key file or settings changed: rotation, tests)."""
+    target = app or current_app
+    ring = target.extensions[EXTENSION] = load_keyring(target.config)
+    return ring
+
+
+def _b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def is_encrypted(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(PREFIX + ":")
+
+
+def key_id(token: str) -> str:
+    """The key id a stored value was encrypted with."""
+    return token.split(":", 2)[1]
+
+
+def encrypt(text: str, context: str = "", ring: Keyring | None = None) -> str:
+    """Encrypt under the current key; `context` (table.column) is bound as associated data."""
+    ring = ring or keyring()
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = AESGCM(ring.current).encrypt(nonce, text.encode("utf-8"), context.encode("utf-8"))
+    return f"{PREFIX}:{ring.current_id}:{_b64e(nonce + sealed)}"
+
+
+def decrypt(token: str, context: str = "", ring: Keyring | None = None) -> str:
+    """The plaintext of a stored value; CryptoError if tampered, of another column, or unknown key."""
+    ring = ring or keyring()
+    parts = token.split(":", 2) if isinstance(token, str) else []
+    if len(parts) != 3 or parts[0] != PREFIX:
+        raise CryptoError("not an encrypted value (expected enc1:<key id>:<data>)")
+    key = ring.key(parts[1])
+    try:
+        raw = _b64d(parts[2])
+    except (binascii.Error, ValueError) as exc:
+        raise CryptoError("encrypted value is damaged (bad base64)") from exc
+    if len(raw) < NONCE_BYTES + TAG_BYTES:
+        raise CryptoError("encrypted value is damaged (too short)")
+    try:
+        plain = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode("utf-8"))
+    except InvalidTag:
+        raise CryptoError(
+            "encrypted value failed authentication: altered, moved from another column, or wrong key"
+        ) from None
+    return plain.decode("utf-8")
+
+
+def normalise(value: str) -> str:
+    """The form a blind index hashes: NFKC, no spaces or hyphens, upper case (x -> X in ID numbers)."""
+    text = unicodedata.normalize("NFKC", str(value))
+    return "".join(ch for ch in text if not ch.isspace() and ch != "-").upper()
+
+
+def blind_index(value: str, purpose: str, ring: Keyring | None = None) -> str:
+    """HMAC-SHA256 hex of the normalised value, under the blind-index key of `purpose`."""
+    ring = ring or keyring()
+    return hmac.new(ring.blind_key(purpose), normalise(value).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def stored_length(length: int) -> int:
+    """Column width for an encrypted value of at most `length` characters (4 UTF-8 bytes each)."""
+    sealed = NONCE_BYTES + 4 * length + TAG_BYTES
+    return len(PREFIX) + 1 + 8 + 1 + (sealed * 4 + 2) // 3
+
+
+class EncryptedString(TypeDecorator):
+    """A string column stored encrypted: Python sees plaintext, the database only ciphertext.
+
+    `length` is the plaintext's maximum; `context` (normally "table.column") is the associated
+    data that binds each value to its column. Only `IS NULL` can be asked of such a column in
+    SQL: equality, LIKE and ordering would compare ciphertexts, so search through its blind index.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int, context: str = "", **kwargs: Any) -> None:
+        super().__init__(stored_length(length), **kwargs)
+        self.plain_length = length
+        self.context = context
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return encrypt(str(value), self.context)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return decrypt(value, self.context)
+
+    def copy(self, **kw: Any) -> EncryptedString:
+        return EncryptedString(self.plain_length, self.context)
