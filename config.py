@@ -110,8 +110,32 @@ FAB_PASSWORD_COMPLEXITY_ENABLED = True
 WTF_CSRF_ENABLED = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", False)
+SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", _env_bool("CRM_HTTPS", False))  # [login]
 PERMANENT_SESSION_LIFETIME = int(os.environ.get("CRM_SESSION_SECONDS", str(8 * 3600)))
+# --- Login and API security (app/login.py, app/mfa.py, app/tokens.py, app/ratelimit.py) [login] ---
+# Passwords: at least this long, with this many of lower/upper/digits/symbols, not the username
+CRM_PASSWORD_MIN_LENGTH = int(os.environ.get("CRM_PASSWORD_MIN_LENGTH", "10"))
+CRM_PASSWORD_MIN_CLASSES = int(os.environ.get("CRM_PASSWORD_MIN_CLASSES", "3"))
+# Lock-out: this many failed logins (passwords or MFA codes) in a row lock the account this long
+CRM_LOGIN_MAX_FAILURES = int(os.environ.get("CRM_LOGIN_MAX_FAILURES", "5"))
+CRM_LOGIN_LOCK_MINUTES = int(os.environ.get("CRM_LOGIN_LOCK_MINUTES", "15"))
+# Roles that require MFA when the built-in roles are first synced (an admin may change it later)
+CRM_MFA_DEFAULT_ROLES = [
+    r.strip() for r in os.environ.get("CRM_MFA_DEFAULT_ROLES", "Admin,Finance").split(",") if r.strip()
+]
+CRM_MFA_ISSUER = os.environ.get("CRM_MFA_ISSUER", "KeGuan")
+# Rate limits (flask-limiter syntax); RATELIMIT_ENABLED=false turns every limit off (benchmarks)
+CRM_API_RATE_LIMIT = os.environ.get("CRM_API_RATE_LIMIT", "600 per minute")  # per user, token or IP
+CRM_API_LOGIN_RATE_LIMIT = os.environ.get("CRM_API_LOGIN_RATE_LIMIT", AUTH_RATE_LIMIT)  # per IP
+CRM_PUBLIC_FORM_RATE_LIMIT = os.environ.get("CRM_PUBLIC_FORM_RATE_LIMIT", "5 per minute")  # per IP
+RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "keguan")
+RATELIMIT_HEADERS_ENABLED = True  # Retry-After (and X-RateLimit-*) on limited endpoints
+# Sessions: permanent (so PERMANENT_SESSION_LIFETIME is an idle timeout); cookies secure on HTTPS
+SESSION_REFRESH_EACH_REQUEST = True
+REMEMBER_COOKIE_HTTPONLY = True
+REMEMBER_COOKIE_SAMESITE = "Lax"
+REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# --- end login and API security [login] ---
 # --- Encryption at rest (app/crypto.py; README "Encryption at rest") [crypto] ---
 # The current key (base64 of 32 bytes); older keys still read until `flask crm rotate-key` ran
 CRM_ENCRYPTION_KEY = os.environ.get("CRM_ENCRYPTION_KEY", "")
@@ -123,6 +147,18 @@ CRM_KEY_DIR = os.environ.get("CRM_KEY_DIR", str(INSTANCE_DIR))
 # --- end encryption at rest [crypto] ---
 # Set when serving over HTTPS (the reverse proxy or run.py --cert): adds HSTS
 CRM_HTTPS = _env_bool("CRM_HTTPS", False)
+#: reverse proxies in front of the app (nginx: 1): their X-Forwarded-For/-Proto/-Host are trusted,
+#: so client IPs (audit, rate limits) and https:// are the real ones; 0 trusts no such header
+CRM_PROXIES = int(os.environ.get("CRM_PROXIES", "0"))
+#: Content-Security-Policy of every response. Scripts and styles only from the app itself (no CDN:
+#: plotly.js is served by the app); 'unsafe-inline' because Flask-AppBuilder's own templates carry
+#: inline scripts and handlers; data: images for QR codes and plotly's exports.
+CRM_CONTENT_SECURITY_POLICY = os.environ.get(
+    "CRM_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'self'",
+)
 
 # --- Language ------------------------------------------------------------------------------
 CRM_LOCALE = os.environ.get("CRM_LOCALE", "zh_CN")

@@ -20,7 +20,11 @@ def main() -> None:
     parser.add_argument("--cert", help="TLS certificate (PEM) to serve HTTPS directly")
     parser.add_argument("--key", help="TLS private key (PEM)")
     args = parser.parse_args()
-    ssl_context = (args.cert, args.key) if args.cert and args.key else None
+    if bool(args.cert) != bool(args.key):
+        parser.error("--cert and --key go together (a PEM certificate and its private key)")
+    ssl_context = (args.cert, args.key) if args.cert else None
+    if ssl_context:  # HSTS and cookies that never travel over plain HTTP
+        app.config.update(CRM_HTTPS=True, SESSION_COOKIE_SECURE=True, REMEMBER_COOKIE_SECURE=True)
     scheme = "https" if ssl_context else "http"
     print(f"KeGuan CRM: {scheme}://{args.host}:{args.port}/  (log in as admin; see README)")
     app.run(host=args.host, port=args.port, ssl_context=ssl_context, debug=False, threaded=True)

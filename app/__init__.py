@@ -10,9 +10,11 @@ from flask_appbuilder import AppBuilder
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
-from app import audit, cli, customers, customfields, sales  # noqa: F401  (they register their services, audit its hooks)
+from app import audit, cli, crypto, customers, customfields, sales  # noqa: F401  (they register their services, audit its hooks)
 from app.extensions import csrf, db, migrate
+from app import login, ratelimit  # [login]
 from views import register_all
+from views import security as security_views  # [login]
 from views.formatters import cny
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                 app.config["SQLALCHEMY_DATABASE_URI"]
             )
 
+    crypto.init_app(app)  # encryption at rest [crypto]: keys loaded, or a clear refusal to start
     db.init_app(app)
     customfields.configure_files(app.config["CRM_UPLOAD_DIR"])
     migrate.init_app(app, db, directory=str(config.BASE_DIR / "migrations"))
@@ -43,6 +46,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         appbuilder.init_app(app, db.session)
         register_all(appbuilder)
+        security_views.register(appbuilder)  # MFA, API tokens, MFA per role [login]
+    # login security [login]: API tokens, CSRF on cookie API writes, MFA enrolment, rate limits
+    login.init_app(app)
+    ratelimit.init_app(app)
 
     app.add_template_filter(cny, "crm_cny")
     cli.init_app(app)

@@ -12,6 +12,7 @@ a connected CI machine. Screenshots go to a pytest temp dir, printed with `-s`.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -205,6 +206,16 @@ def admin_page(server: Server, username: str = "admin") -> Iterator[tuple[Page, 
             browser.close()
 
 
+def wait_until(page: Page, expression: str, timeout_ms: int = 15_000) -> None:
+    """Wait until a JavaScript expression is true. Playwright's wait_for_function compiles its
+    string in the page with `new Function`, which the app's Content-Security-Policy refuses (no
+    'unsafe-eval'), so poll with evaluate(), which the policy does not govern."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout_ms} ms: {expression}"
+        page.wait_for_timeout(50)
+
+
 def login(page: Page, monitor: Monitor, base_url: str, username: str = "admin") -> None:
     monitor.current = "/login/"
     page.goto(f"{base_url}/login/")
@@ -303,7 +314,7 @@ def test_region_selects_cascade(server: Server, customer_id: int) -> None:
         cities = page.eval_on_selector_all("#city option", "els => els.map(o => o.value).filter(Boolean)")
         assert "370500" in cities and all(code.startswith("37") for code in cities)
         page.select_option("#city", "370500")
-        page.wait_for_function("document.querySelectorAll('#district option').length > 1")
+        wait_until(page, "document.querySelectorAll('#district option').length > 1")
         districts = page.eval_on_selector_all("#district option", "els => els.map(o => o.textContent)")
         assert {"东营区", "河口区", "垦利区", "利津县", "广饶县"} <= set(districts)
         problems = monitor.report()

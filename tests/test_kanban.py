@@ -21,7 +21,7 @@ from models.customers import Customer
 from models.sales import Opportunity, Pipeline, Stage, StageChange
 from tests import test_browser
 from tests.conftest import unique_name, user
-from tests.test_browser import Server, admin_page, visit
+from tests.test_browser import Server, admin_page, visit, wait_until
 
 # the browser test's fixtures: the app on a socket, and a folder for screenshots
 server = test_browser.server
@@ -317,7 +317,8 @@ def test_drag_a_card_to_the_next_column(app, server: Server, screenshots: Path, 
         page_.wait_for_selector(
             f'.crm-kanban-column[data-stage="{second}"] .crm-kanban-card[data-id="{pk}"]:not(.is-pending)'
         )
-        page_.wait_for_function(
+        wait_until(
+            page_,
             f"""document.querySelector('.crm-kanban-column[data-stage="{second}"] .crm-kanban-count')
                 .textContent === '2'"""
         )
@@ -362,7 +363,8 @@ def test_refused_moves_in_the_browser(app, server: Server, screenshots: Path) ->
         page_.wait_for_selector(
             f'.crm-kanban-column[data-stage="{lost}"] .crm-kanban-card[data-id="{pk}"]:not(.is-pending)'
         )
-        page_.wait_for_function(
+        wait_until(
+            page_,
             f"""document.querySelector('.crm-kanban-column[data-stage="{lost}"] .crm-kanban-count')
                 .textContent === '1'"""
         )
@@ -390,15 +392,16 @@ def test_a_column_pages_and_filters_in_the_browser(server: Server) -> None:
     with admin_page(server) as (page_, monitor):
         visit(page_, monitor, f"{server.url}/opportunityboard/{board['id']}")
         cards = column(page_, first).locator(".crm-kanban-card")
-        page_.wait_for_function(f"{cards_in(first)} == 20")
+        wait_until(page_, f"{cards_in(first)} == 20")
         column(page_, first).locator(".crm-kanban-more").scroll_into_view_if_needed()
-        page_.wait_for_function(f"{cards_in(first)} == 23")
+        wait_until(page_, f"{cards_in(first)} == 23")
         shown = [int(pk) for pk in cards.evaluate_all("els => els.map(e => e.dataset.id)")]
         assert shown == sorted(ids, reverse=True)
         assert column(page_, first).locator(".crm-kanban-more").is_hidden()
 
         page_.fill("#crm-kanban-month", "2026-03")
-        page_.wait_for_function(
+        wait_until(
+            page_,
             f"""document.querySelector('.crm-kanban-column[data-stage="{offer}"] .crm-kanban-count')
                 .textContent === '1'"""
         )
