@@ -9,17 +9,20 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
-from app import demo
+from app import audit, crypto, demo  # audit, crypto: encryption at rest [crypto] (key_rotation event)
+from app.audit import audit_cli  # audit: `flask crm audit verify`
 from app.classification import classify_customers
 from app.customfields import ENTITY_MODELS, recompute_formulas
 from app.extensions import db
 from app.pools import recycle
 from app.regions import load_regions
 from app.security import generate_password
+from models import Model  # encryption at rest [crypto]: every encrypted column
 from models.customers import Industry
 from models.security import CrmUser, Department
 
 crm = AppGroup("crm", help="KeGuan commands.")
+crm.add_command(audit_cli)  # audit
 
 SEED_INDUSTRIES = [
     "石油化工",
@@ -222,3 +225,39 @@ def worker_command(once: bool) -> None:
         if scheduler.running:
             scheduler.shutdown()  # waits for running jobs
     click.echo("KeGuan worker stopped")
+
+
+# --- encryption at rest [crypto] ---
+@crm.command("rotate-key")
+@click.option("--batch", type=int, default=500, show_default=True, help="values per committed batch")
+@click.option(
+    "--new-key",
+    is_flag=True,
+    help="embedded setup (no CRM_ENCRYPTION_KEY): first generate a new current key into the key file",
+)
+def rotate_key_command(batch: int, new_key: bool) -> None:
+    """Re-encrypt every encrypted value under the current key (resumable: run again if stopped).
+
+    With keys from the environment: put the new key in CRM_ENCRYPTION_KEY and the old one in
+    CRM_ENCRYPTION_KEYS, run this, then drop the old key. Blind indexes stay valid.
+    """
+    try:
+        ring = crypto.add_key_to_file() if new_key else crypto.keyring()
+    except crypto.KeyConfigurationError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"current key id: {ring.current_id}")
+    try:
+        counts = crypto.rotate(db.session, Model.metadata, batch=batch, ring=ring)
+    except crypto.CryptoError as error:
+        db.session.rollback()
+        raise click.ClickException(f"rotation stopped (batches done so far are kept): {error}") from error
+    for name, count in counts.items():
+        click.echo(f"{name}: {count} re-encrypted")
+    audit.record_event(
+        "key_rotation",
+        details={"key_id": ring.current_id, "counts": counts, "new_key": new_key},
+        username="cli",
+    )
+    db.session.commit()
+    click.echo(f"done: {sum(counts.values())} values under key {ring.current_id}")
+# --- end encryption at rest [crypto] ---

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import delete, func, select, text, update
 
-from app.audit import record_event
+from app.audit import AuditLogReadOnly, history_clause, record_event, verify
 from app.extensions import db
 from models.audit import AuditLog
+from models.customers import Customer
+from models.pools import PoolMove
+from tests.conftest import unique_mobile, unique_name, user
+from tests.customfield_support import create_customer, define
 
 
 def last_rows(count: int = 5) -> list[AuditLog]:
@@ -22,3 +27,176 @@ def test_record_event_joins_the_callers_transaction() -> None:
     row = last_rows(1)[0]
     assert (row.action, row.username, row.details) == ("login_failed", "nobody", {"reason": "bad password"})
     assert row.user_id is None and row.ip is None
+
+
+def entity_rows(entity: str, entity_id: object) -> list[AuditLog]:
+    return list(
+        db.session.scalars(
+            select(AuditLog).where(history_clause(db.session, entity, entity_id)).order_by(AuditLog.id)
+        )
+    )
+
+
+def test_screen_insert_update_delete_recorded_with_who_and_ip(login_as) -> None:
+    client = login_as("rep_a")
+    name, mobile = unique_name("审计客户"), unique_mobile()
+    created = client.post(
+        "/customerview/add",
+        data={"kind": "company", "name": name, "mobile": mobile, "level": "key", "status": "following"},
+        environ_base={"REMOTE_ADDR": "10.1.2.3"},
+    )
+    assert created.status_code == 302
+    customer = db.session.scalar(select(Customer).where(Customer.mobile == mobile))
+    (insert,) = entity_rows("customer", customer.id)
+    assert (insert.action, insert.username, insert.ip) == ("insert", "rep_a", "10.1.2.3")
+    assert insert.user_id == user("rep_a").id
+    assert insert.changes["name"] == [None, name] and insert.changes["level"] == [None, "key"]
+    edited = client.post(
+        f"/customerview/edit/{customer.id}",
+        data={"kind": "company", "name": name + "(改)", "mobile": mobile, "level": "normal",
+              "status": "following", "owner": str(customer.owner_id)},
+    )
+    assert edited.status_code == 302
+    update = entity_rows("customer", customer.id)[-1]
+    assert update.action == "update"
+    assert update.changes["name"] == [name, name + "(改)"]
+    assert update.changes["level"] == ["key", "normal"]
+    assert "updated_at" not in update.changes and "mobile" not in update.changes
+    deleted = client.post(f"/customerview/delete/{customer.id}")
+    assert deleted.status_code == 302
+    delete = entity_rows("customer", customer.id)[-1]
+    assert delete.action == "delete" and delete.changes["name"] == [name + "(改)", None]
+
+
+def test_custom_field_change_recorded_per_field_through_the_api(api_as, clean_custom_fields) -> None:
+    field = define(api_as, field_type="text", label_zh="审计备注")
+    other = define(api_as, field_type="integer", label_zh="审计数字")
+    created = create_customer(api_as, **{field["api_name"]: "旧值", other["api_name"]: 3})
+    assert created.status_code == 201, created.json
+    customer_id = created.json["id"]
+    (insert,) = entity_rows("customer", customer_id)
+    assert insert.changes[f"custom.{field['api_name']}"] == [None, "旧值"]
+    assert insert.ip == "127.0.0.1" and insert.username == "rep_a"
+    client, headers = api_as("rep_a")
+    response = client.put(
+        f"/api/v1/customer/{customer_id}", json={"custom": {field["api_name"]: "新值", other["api_name"]: 3}},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.json
+    update = entity_rows("customer", customer_id)[-1]
+    assert update.changes == {f"custom.{field['api_name']}": ["旧值", "新值"]}
+    definition = entity_rows("custom_field", field["id"])
+    assert definition and definition[0].action == "insert" and definition[0].username == "admin"
+
+
+def test_rolled_back_change_leaves_no_audit_row() -> None:
+    before = db.session.scalar(select(func.max(AuditLog.id)))
+    customer = Customer(name=unique_name("回滚客户"), owner_id=user("rep_a").id)
+    db.session.add(customer)
+    db.session.flush()
+    customer.level = "key"
+    db.session.flush()
+    db.session.rollback()
+    assert db.session.scalar(select(func.max(AuditLog.id))) == before
+
+
+def test_service_bulk_handover_recorded_row_by_row(api_as) -> None:
+    rep_a, rep_b = user("rep_a"), user("rep_b")
+    ids = []
+    for _ in range(3):
+        customer = Customer(name=unique_name("批量审计"), owner_id=rep_a.id)
+        db.session.add(customer)
+        db.session.commit()
+        ids.append(customer.id)
+    client, headers = api_as("manager1")
+    body = {"customer_ids": ids, "to_user_id": rep_b.id, "reason": "交接审计"}
+    response = client.post("/api/v1/customer/transfer", json=body, headers=headers)
+    assert response.status_code == 200, response.json
+    for customer_id in ids:
+        update = entity_rows("customer", customer_id)[-1]
+        assert update.action == "update" and update.username == "manager1"
+        assert update.changes["owner_id"] == [rep_a.id, rep_b.id]
+        move = db.session.scalar(select(PoolMove).where(PoolMove.customer_id == customer_id))
+        (recorded,) = entity_rows("pool_move", move.id)
+        assert recorded.action == "insert" and recorded.changes["reason"] == [None, "交接审计"]
+
+
+def test_role_and_permission_changes_recorded(app) -> None:
+    sm = app.appbuilder.sm
+    person = user("readonly")
+    finance = sm.find_role("Finance")
+    person.roles.append(finance)
+    db.session.commit()
+    change = entity_rows("ab_user", person.id)[-1]
+    assert change.changes["roles"] == [["Read Only"], ["Finance", "Read Only"]]
+    person.roles.remove(finance)
+    db.session.commit()
+    assert entity_rows("ab_user", person.id)[-1].changes["roles"] == [["Finance", "Read Only"], ["Read Only"]]
+    role = sm.add_role(unique_name("审计角色"))
+    permission = sm.find_permission_view_menu("can_list", "CustomerView")
+    role.permissions.append(permission)
+    db.session.commit()
+    change = entity_rows("ab_role", role.id)[-1]
+    assert change.changes["permissions"] == [[], [str(permission)]]
+
+
+def test_secrets_are_never_recorded(app) -> None:
+    person = user("rep_c")
+    person.password = "scrypt:fake-hash-value"
+    db.session.commit()
+    change = entity_rows("ab_user", person.id)[-1]
+    assert change.changes == {"password": ["***", "***"]}
+
+
+def test_the_orm_refuses_to_change_audit_rows() -> None:
+    record_event("probe")
+    db.session.commit()
+    row = last_rows(1)[0]
+    row.action = "forged"
+    with pytest.raises(AuditLogReadOnly):
+        db.session.flush()
+    db.session.rollback()
+    db.session.delete(db.session.get(AuditLog, row.id))
+    with pytest.raises(AuditLogReadOnly):
+        db.session.flush()
+    db.session.rollback()
+    with pytest.raises(AuditLogReadOnly):
+        db.session.execute(update(AuditLog).where(AuditLog.id == row.id).values(action="forged"))
+    db.session.rollback()
+    with pytest.raises(AuditLogReadOnly):
+        db.session.execute(delete(AuditLog).where(AuditLog.id == row.id))
+    db.session.rollback()
+    assert db.session.get(AuditLog, row.id).action == "probe"
+
+
+def raw(sql: str, **params: object) -> None:
+    """Tamper as a DBA would: straight SQL on its own connection, trigger disabled on PostgreSQL."""
+    with db.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("ALTER TABLE crm_audit_log DISABLE TRIGGER crm_audit_log_readonly")
+        connection.execute(text(sql), params)
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("ALTER TABLE crm_audit_log ENABLE TRIGGER crm_audit_log_readonly")
+
+
+def test_verify_clean_then_detects_an_edited_and_a_deleted_row(app) -> None:
+    runner = app.test_cli_runner()
+    for number in range(4):
+        record_event("probe", details={"n": number})
+        db.session.commit()
+    clean = runner.invoke(args=["crm", "audit", "verify", "--batch", "7"])
+    assert clean.exit_code == 0, clean.output
+    first, second, third, fourth = sorted(row.id for row in last_rows(4))
+    db.session.rollback()
+    raw("UPDATE crm_audit_log SET username = 'mallory' WHERE id = :id", id=second)
+    edited = runner.invoke(args=["crm", "audit", "verify"])
+    assert edited.exit_code == 1
+    assert f"#{second}" in edited.output and "被修改" in edited.output
+    raw("DELETE FROM crm_audit_log WHERE id = :id", id=third)
+    deleted = runner.invoke(args=["crm", "audit", "verify"])
+    assert deleted.exit_code == 1
+    assert f"#{second} 与 #{fourth} 之间的记录被删除" in deleted.output
+    # the damage stays for everyone after this test: resume the chain past it for the others
+    report = verify(db.session, from_id=fourth)
+    db.session.rollback()
+    assert report.ok, report.problems
