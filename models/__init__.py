@@ -2,7 +2,7 @@
 
 from customfields.definitions import CustomField  # also registers CustomFieldVersion
 from models.approvals import ApprovalDecision, ApprovalFlow, ApprovalRequest, ApprovalStep
-from models.audit import AuditHead, AuditLog  # audit: the audit log
+from models.audit import AuditHead, AuditLog  # noqa: F401  (audit: not an entity, see models/audit.py)
 from models.base import Model
 from models.customers import (
     Contact,
@@ -20,8 +20,6 @@ from models.security import CrmUser, Department, RoleDataScope
 
 __all__ = [
     "Model",
-    "AuditHead",  # audit
-    "AuditLog",  # audit
     "CustomField",
     "Contact",
     "Customer",
