@@ -23,6 +23,7 @@ from models.security import DATA_SCOPES, CrmUser, Department, RoleDataScope
 
 READ = r"can_(list|show|get|info)"
 WRITE = r"can_(list|show|get|info|add|edit|delete|post|put)"
+from app.permissions import seed_default_rules
 SELF_SERVICE = [
     (r"UserDBModelView", r"can_userinfo|userinfoedit|resetmypassword"),
     (r"UserInfoEditView", r"can_this_form_(get|post)"),
@@ -262,3 +263,4 @@ def generate_password(length: int = 16) -> str:
         candidate = core + secrets.choice("!@#%^*-_") + secrets.choice(string.digits)
         if any(c.isupper() for c in candidate) and any(c.islower() for c in candidate):
             return candidate
+        seed_default_rules(self.session)  # field permissions: finance fields, ID numbers (once)

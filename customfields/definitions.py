@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -114,12 +115,37 @@ class CustomField(Model):
 
     def visible_to(self, role_names: set[str] | None) -> bool:
         """None means no role filter (the system itself: CLI, worker)."""
-        return role_names is None or not self.visible_roles or bool(role_names & set(self.visible_roles))
+        if role_names is None:
+            return True
+        own = not self.visible_roles or bool(role_names & set(self.visible_roles))
+        # --- field permissions (app/permissions.py): the admin's field rules also apply ---
+        return own and _field_mode(self, role_names) != "hidden"
 
     def editable_by(self, role_names: set[str] | None) -> bool:
         if not self.visible_to(role_names) or self.field_type == "formula":
             return False
-        return role_names is None or not self.editable_roles or bool(role_names & set(self.editable_roles))
+        if role_names is None:
+            return True
+        own = not self.editable_roles or bool(role_names & set(self.editable_roles))
+        # --- field permissions: read-only and masked fields are not edited by the role ---
+        return own and _field_mode(self, role_names) not in ("read_only", "masked")
+
+
+# --- field permissions: a hook, so the engine needs no import of the app ---------------------------
+#: set by app/permissions.py: (definition, role names) -> the rule mode (hidden, masked, masked_list,
+#: read_only) or None; the definition's own visible_roles/editable_roles and the rules answer as one
+_FIELD_POLICY: list[Callable[[CustomField, set[str]], str | None]] = []
+
+
+def configure_field_policy(policy: Callable[[CustomField, set[str]], str | None]) -> None:
+    _FIELD_POLICY[:] = [policy]
+
+
+def _field_mode(field: CustomField, role_names: set[str]) -> str | None:
+    return _FIELD_POLICY[0](field, role_names) if _FIELD_POLICY else None
+
+
+# --- end of field permissions ------------------------------------------------------------------------
 
 
 class CustomFieldVersion(Model):

@@ -14,6 +14,7 @@ from models.customers import (
 )
 from models.notifications import Notification, OutboxMessage
 from models.orders import Invoice, Order, OrderLine, Payment, PaymentPlan, SalesTarget
+from models.permissions import FieldRule, FieldRuleDefault  # field permissions (字段权限)
 from models.pools import CustomerPool, CustomerTeamMember, PoolMove, PoolRule
 from models.sales import Interaction, Lead, Opportunity, Pipeline, Product, Stage, StageChange, Task
 from models.security import CrmUser, Department, RoleDataScope
@@ -54,4 +55,6 @@ __all__ = [
     "CrmUser",
     "Department",
     "RoleDataScope",
+    "FieldRule",
+    "FieldRuleDefault",
 ]

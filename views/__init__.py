@@ -16,6 +16,7 @@ from views import (
     kanban,
     notifications,
     orders,
+    permissions,
     pools,
     sales,
     search,
@@ -54,6 +55,7 @@ MENU = [
     (pools.CustomerPoolView, "Customer pools", _("公海设置"), "fa-life-ring", SETTINGS),
     (security.DepartmentView, "Departments", _("部门"), "fa-sitemap", SETTINGS),
     (security.RoleDataScopeView, "Data scopes", _("数据权限"), "fa-filter", SETTINGS),
+    (permissions.FieldRuleView, "Field rules", _("字段权限"), "fa-eye-slash", SETTINGS),  # beside 数据权限
     (customfields.CustomFieldView, "Custom fields", _("自定义字段"), "fa-sliders", SETTINGS),
     (customers.IndustryView, "Industries", _("行业"), "fa-industry", SETTINGS),
     (customers.RegionView, "Regions", _("行政区划"), "fa-map", SETTINGS),
@@ -75,6 +77,7 @@ APIS = [
     customers.RegionApi,
     security.DepartmentApi,
     security.RoleDataScopeApi,
+    permissions.FieldRuleApi,
     customfields.CustomFieldApi,
     customfields.CustomFileApi,
     search.SearchApi,

@@ -10,6 +10,7 @@ What they add to Flask-AppBuilder, once for all entities:
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from markupsafe import Markup
 from marshmallow import ValidationError
 from sqlalchemy import Boolean, inspect
 from sqlalchemy.orm import selectinload
-from wtforms import BooleanField, SelectField
+from wtforms import BooleanField, SelectField, StringField
 
 from app.access import (
     DataScopeFilter,
@@ -45,6 +46,7 @@ from app.access import (
 from app.customfields import reference_labels, visible_fields
 from app.errors import DomainError
 from app.extensions import db
+from app.permissions import FieldPolicy, field_policy, stored_value  # field permissions (字段权限)
 from app.services import column_values, many_to_one_columns, service_for
 from customfields import CustomFieldsMixin
 from customfields.query import filter_condition, order_by
@@ -139,6 +141,8 @@ def form_values(form: Any, model: type, instance: Any = None) -> dict[str, Any]:
     values = column_values(instance) if instance is not None else {}
     rel_columns = many_to_one_columns(model)
     for name, field in form._fields.items():
+        if getattr(field, "keeps_stored_value", False):
+            continue  # field permissions: a read-only or masked field keeps the stored value
         if name in rel_columns:
             target = field.data
             values[rel_columns[name]] = inspect(target).identity[0] if target is not None else None
@@ -278,6 +282,112 @@ def show_values(model: type, fields: list[Any], item: Any) -> list[Any]:
     return values
 
 
+# --- field permissions (字段权限): how screens apply app/permissions.py ---------------------------------
+class KeptField(StringField):
+    """A read-only (or, on an existing record, masked) field: shown disabled, whatever is posted is
+    ignored and the stored value kept (a crafted POST changes nothing)."""
+
+    keeps_stored_value = True
+
+    def __init__(self, *args: Any, mask: Callable[[Any], Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mask = mask
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        """The browser sends nothing for a disabled input; a crafted one is not listened to."""
+
+    def _value(self) -> str:
+        value = self.mask(self.data) if self.mask is not None else self.data
+        return "" if value is None else str(value)
+
+    def validate(self, form: Any, extra_validators: Any = ()) -> bool:
+        self.errors = []
+        return True
+
+    def populate_obj(self, obj: Any, name: str) -> None:
+        """Never written."""
+
+
+def restrict_form(form: Any, policy: FieldPolicy, creating: bool) -> Any:
+    """A subclass of a form without the hidden fields, with read-only fields (and, on an existing
+    record, masked ones) shown disabled and kept as stored."""
+    if form is None or not policy.modes:
+        return form
+    changes: dict[str, Any] = {}
+    for name in dir(form):
+        unbound = getattr(form, name, None)
+        if name.startswith("_") or not hasattr(unbound, "_formfield"):
+            continue
+        if policy.hidden(name):
+            changes[name] = None  # WTForms drops a field set to None in a subclass
+        elif not policy.writable(name, creating):
+            label = unbound.kwargs.get("label") or (unbound.args[0] if unbound.args else name)
+            masked = policy.masked(name, in_list=False)
+            changes[name] = KeptField(
+                label,
+                mask=(lambda value, name=name: policy.show(name, value, False)) if masked else None,
+                description=unbound.kwargs.get("description", ""),
+                render_kw={"readonly": True, "disabled": True},
+            )
+    return type(form.__name__, (form,), changes) if changes else form
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def shape_widget(widget: Any, policy: FieldPolicy, in_list: bool) -> None:
+    """A rendered list or show widget without hidden columns and with masked values masked."""
+    if not policy.modes:
+        return
+    args = widget.template_args
+    columns = list(args.get("include_columns") or [])
+    values = args.get("value_columns")
+    is_show = "pk" in args  # a show widget: values by position; a list: a dict per row
+    masked = [c for c in columns if not policy.hidden(c) and policy.masked(c, in_list)]
+    if masked:
+        formatters = args.get("formatters_columns") or {}
+        args["formatters_columns"] = {**formatters, **dict.fromkeys(masked, _as_is)}
+        if is_show and isinstance(values, list):
+            shown = zip(columns, values, strict=False)
+            args["value_columns"] = [policy.show(c, v, in_list) if c in masked else v for c, v in shown]
+        elif values is not None:
+            rows = list(values)
+            for row in rows:
+                for c in masked:
+                    row[c] = policy.show(c, row.get(c), in_list)
+            args["value_columns"] = rows
+    if args.get("order_columns"):
+        args["order_columns"] = [c for c in args["order_columns"] if policy.searchable(c)]
+    hidden = {c for c in columns if policy.hidden(c)}
+    if not hidden:
+        return
+    keep = [i for i, name in enumerate(columns) if name not in hidden]
+    if is_show and isinstance(args.get("value_columns"), list):
+        args["value_columns"] = [args["value_columns"][i] for i in keep]
+    args["include_columns"] = [columns[i] for i in keep]
+    if args.get("fieldsets"):
+        args["fieldsets"] = [
+            (title, {**spec, "fields": [f for f in spec["fields"] if f not in hidden]})
+            for title, spec in args["fieldsets"]
+        ]
+
+
+def searchable_filters(filters: Any, policy: FieldPolicy) -> Any:
+    """A copy of a list's filters without those on fields the user may not search by (hidden or
+    masked everywhere): ignored, so a match cannot tell the value."""
+    if not policy.modes:
+        return filters
+    kept = copy.copy(filters)  # keeps the search columns a custom-field copy knows
+    active = zip(filters.filters, filters.values, strict=True)
+    pairs = [(f, v) for f, v in active if policy.searchable(f.column_name)]
+    kept.filters, kept.values = [f for f, _v in pairs], [v for _f, v in pairs]
+    return kept
+
+
+# --- end of field permissions helpers -----------------------------------------------------------------
+
+
 class CrmModelView(ModelView):
     """Base screen for every KeGuan entity."""
 
@@ -333,7 +443,7 @@ class CrmModelView(ModelView):
     # FAB sets add_form/edit_form once in _init_forms; the getters add this request's fields.
     @property
     def add_form(self) -> Any:
-        return self._with_custom(self._base_add_form)
+        return restrict_form(self._with_custom(self._base_add_form), self.field_rules(), creating=True)
 
     @add_form.setter
     def add_form(self, form: Any) -> None:
@@ -341,11 +451,26 @@ class CrmModelView(ModelView):
 
     @property
     def edit_form(self) -> Any:
-        return self._with_custom(self._base_edit_form)
+        return restrict_form(self._with_custom(self._base_edit_form), self.field_rules(), creating=False)
 
     @edit_form.setter
     def edit_form(self, form: Any) -> None:
         self._base_edit_form = form
+
+    def field_rules(self) -> FieldPolicy:
+        """The current user's field permissions on this entity (none outside a request)."""
+        if not has_request_context():
+            return FieldPolicy(self.datamodel.obj)
+        return field_policy(self.datamodel.session, current_actor(), self.datamodel.obj)
+
+    def _searchable(self, widgets: Any) -> Any:
+        """The filter bar without the fields the user may not search by."""
+        search = widgets.get("search")
+        if search is not None:
+            policy = self.field_rules()
+            args = search.template_args
+            args["include_cols"] = [c for c in args.get("include_cols") or [] if policy.searchable(c)]
+        return widgets
 
     def custom_fields(self) -> list[tuple[Any, bool]]:
         """(definition, editable) of the custom fields the current user may see."""
@@ -379,7 +504,7 @@ class CrmModelView(ModelView):
         fields = [field for field, _editable in self.custom_fields()]
         filters = with_custom_filters(self._filters, fields) if fields else self._filters.copy()
         get_filter_args(filters)
-        return filters
+        return searchable_filters(filters, self.field_rules())
 
     def request_order(self) -> tuple[str, str, list[Any]]:
         """(FAB order column, direction, ORDER BY terms for a custom column) of this request."""
@@ -389,7 +514,7 @@ class CrmModelView(ModelView):
         if not order_column.startswith(PREFIX):
             return order_column, direction, []
         field = next((f for f, _e in self.custom_fields() if form_name(f) == order_column), None)
-        if field is None or not sortable(field):
+        if field is None or not sortable(field) or not self.field_rules().searchable(order_column):
             return "", "", []
         dialect = self.datamodel.session.get_bind().dialect.name
         return "", "", order_by(self.datamodel.obj, field, direction == "desc", dialect)
@@ -398,7 +523,7 @@ class CrmModelView(ModelView):
         """FAB's list page, with the custom fields the user may see as filters and sort keys."""
         fields = [field for field, _editable in self.custom_fields()]
         if not fields:
-            return super()._list(**kwargs)
+            return self._searchable(super()._list(**kwargs))
         filters = self.request_filters()
         order_column, direction, ordering = self.request_order()
         token = LIST_EXTRAS.set(([], ordering))
@@ -423,7 +548,7 @@ class CrmModelView(ModelView):
             exclude_cols=[],
             filters=filters,
         )
-        return widgets
+        return self._searchable(widgets)
 
     def _get_list_widget(
         self,
@@ -436,17 +561,24 @@ class CrmModelView(ModelView):
         widgets: Any = None,
         **kwargs: Any,
     ) -> Any:
-        """FAB's list, with the custom fields an admin chose to show as columns."""
+        """FAB's list, with the custom fields an admin chose to show as columns; without hidden
+        columns, masked values masked, no filter or order on what the user may not search by."""
+        policy = self.field_rules()
+        query_filters = searchable_filters(filters, policy)
+        if order_column and not policy.searchable(order_column):
+            order_column, order_direction = "", ""
         in_list = [field for field, _editable in self.custom_fields() if field.show_in_list]
         if not in_list:
-            return super()._get_list_widget(
-                filters, actions, order_column, order_direction, page, page_size, widgets, **kwargs
+            widgets = super()._get_list_widget(
+                query_filters, actions, order_column, order_direction, page, page_size, widgets, **kwargs
             )
+            shape_widget(widgets["list"], policy, in_list=True)
+            return widgets
         widgets = widgets or {}
         if not order_column and self.base_order:
             order_column, order_direction = self.base_order
         count, items = self.datamodel.query(
-            filters.get_joined_filters(self._base_filters),
+            query_filters.get_joined_filters(self._base_filters),
             order_column,
             order_direction,
             page=page,
@@ -471,6 +603,7 @@ class CrmModelView(ModelView):
             modelview_name=self.__class__.__name__,
             **kwargs,
         )
+        shape_widget(widgets["list"], policy, in_list=True)
         return widgets
 
     # --- CSV export: the list's filters, order and data scope; streamed ---------------------
@@ -482,6 +615,9 @@ class CrmModelView(ModelView):
         filters = self.request_filters()
         order_column, order_direction, ordering = self.request_order()
         token = LIST_EXTRAS.set(([], ordering))
+        policy = self.field_rules()
+        if order_column and not policy.searchable(order_column):
+            order_column, order_direction = "", ""
         try:
             query = self.datamodel.apply_all(
                 self.datamodel.session.query(self.datamodel.obj),
@@ -493,8 +629,9 @@ class CrmModelView(ModelView):
             )
         finally:
             LIST_EXTRAS.reset(token)
+        # field permissions: hidden columns absent, masked values masked (as in lists)
         columns = [c for c in self.list_columns + self.show_columns if not c.startswith(PREFIX)]
-        columns = list(dict.fromkeys(c for c in columns if c not in self.export_exclude))
+        columns = policy.columns(dict.fromkeys(c for c in columns if c not in self.export_exclude))
         custom = [field for field, _editable in self.custom_fields()]
         language = str(get_locale() or "zh")[:2]
         header = [str(self.label_columns.get(c, c)) for c in columns] + [f.label(language) for f in custom]
@@ -504,7 +641,14 @@ class CrmModelView(ModelView):
             batch = iter(query.yield_per(1000))
             while items := list(islice(batch, 1000)):
                 for item, texts in zip(items, custom_texts(custom, items), strict=True):
-                    values = [self.formatters_columns.get(c, str)(getattr(item, c, "")) for c in columns]
+                    values = [
+                        policy.show(c, getattr(item, c, ""), True)
+                        if policy.masked(c, True)
+                        else self.formatters_columns.get(c, str)(getattr(item, c, ""))
+                        for c in columns
+                    ]
+                    shown = zip(custom, texts, strict=True)
+                    texts = [policy.show(FIELD_PREFIX + f.api_name, t, True) for f, t in shown]
                     yield csv_line(values + texts)
 
         filename = f"{self.datamodel.obj.__tablename__.removeprefix('crm_')}.csv"
@@ -514,8 +658,16 @@ class CrmModelView(ModelView):
             headers={"Content-Disposition": f"attachment; filename={filename}"},
         )
 
+    def _form_layout(self, fieldsets: Any, columns: list[str]) -> tuple[Any, list[str]]:
+        """Fieldsets and columns of a form, with the custom fields and without hidden fields."""
+        fieldsets, columns = self._custom_fieldsets(fieldsets, columns)
+        policy = self.field_rules()
+        if fieldsets:
+            fieldsets = [(t, {**spec, "fields": policy.columns(spec["fields"])}) for t, spec in fieldsets]
+        return fieldsets, policy.columns(columns)
+
     def _get_add_widget(self, form: Any, exclude_cols: Any = None, widgets: Any = None) -> Any:
-        fieldsets, columns = self._custom_fieldsets(self.add_fieldsets, self.add_columns)
+        fieldsets, columns = self._form_layout(self.add_fieldsets, self.add_columns)
         widgets = widgets or {}
         widgets["add"] = self.add_widget(
             form=form, include_cols=columns, exclude_cols=exclude_cols or [], fieldsets=fieldsets
@@ -523,7 +675,7 @@ class CrmModelView(ModelView):
         return widgets
 
     def _get_edit_widget(self, form: Any, exclude_cols: Any = None, widgets: Any = None) -> Any:
-        fieldsets, columns = self._custom_fieldsets(self.edit_fieldsets, self.edit_columns)
+        fieldsets, columns = self._form_layout(self.edit_fieldsets, self.edit_columns)
         widgets = widgets or {}
         widgets["edit"] = self.edit_widget(
             form=form, include_cols=columns, exclude_cols=exclude_cols or [], fieldsets=fieldsets
@@ -535,7 +687,9 @@ class CrmModelView(ModelView):
     ) -> Any:
         fields = self.custom_fields()
         if not fields:
-            return super()._get_show_widget(pk, item, widgets, actions, show_fieldsets)
+            widgets = super()._get_show_widget(pk, item, widgets, actions, show_fieldsets)
+            shape_widget(widgets["show"], self.field_rules(), in_list=False)
+            return widgets
         language = str(get_locale() or "zh")[:2]
         names = [form_name(field) for field, _editable in fields]
         fieldsets, columns = self._custom_fieldsets(show_fieldsets or self.show_fieldsets, self.show_columns)
@@ -553,6 +707,7 @@ class CrmModelView(ModelView):
             fieldsets=fieldsets,
             modelview_name=self.__class__.__name__,
         )
+        shape_widget(widgets["show"], self.field_rules(), in_list=False)
         return widgets
 
 
@@ -603,6 +758,40 @@ class CrmModelApi(ModelRestApi):
             self.base_filters = [["id", DataScopeFilter, None], *(self.base_filters or [])]
         super().__init__()
 
+    # --- field permissions (字段权限) --------------------------------------------------------------
+    def field_rules(self) -> FieldPolicy:
+        """The current user's field permissions on this entity."""
+        return field_policy(self.datamodel.session, current_actor(), self.datamodel.obj)
+
+    def _unsearchable(self, args: dict[str, Any]) -> dict[str, list[str]]:
+        """Filters and ordering on fields the user may not search by (hidden, masked everywhere):
+        refused, since a match or an order would tell the value."""
+        policy, errors = self.field_rules(), {}
+        for item in args.get("filters", []):
+            column = str(item.get("col", "")) if isinstance(item, dict) else ""
+            if column and not policy.searchable(column):
+                errors.setdefault(column, []).append(str(lazy_gettext("您无权按该字段筛选")))
+        order = str(args.get("order_column", ""))
+        if order and not policy.searchable(order):
+            errors.setdefault(order, []).append(str(lazy_gettext("您无权按该字段排序")))
+        return errors
+
+    def _shape(self, data: dict[str, Any], rows: list[dict[str, Any]], in_list: bool) -> None:
+        """A response without hidden fields (values and column names) and with masked values masked."""
+        policy = self.field_rules()
+        if not policy.modes:
+            return
+        for row in rows:
+            policy.shape_row(row, in_list)
+        for key in ("list_columns", "show_columns"):
+            if isinstance(data.get(key), list):
+                data[key] = policy.columns(data[key])
+        for key in ("label_columns", "description_columns"):
+            if isinstance(data.get(key), dict):
+                data[key] = {k: v for k, v in data[key].items() if not policy.hidden(k)}
+
+    # --- end of field permissions ---------------------------------------------------------------
+
     def _init_model_schemas(self) -> None:
         super()._init_model_schemas()
         for name in self.defaulted_columns:
@@ -614,6 +803,9 @@ class CrmModelApi(ModelRestApi):
         `custom.<api_name>` in the usual rison syntax. Unknown fields or operators are a 400."""
         model = self.datamodel.obj
         args = dict(kwargs.get("rison") or {})
+        refused = self._unsearchable(args)
+        if refused:
+            return self.response_400(message=refused)
         wanted = [f for f in args.get("filters", []) if str(f.get("col", "")).startswith(FIELD_PREFIX)]
         order = str(args.get("order_column", ""))
         if not wanted and not order.startswith(FIELD_PREFIX):
@@ -679,9 +871,11 @@ class CrmModelApi(ModelRestApi):
     def pre_get(self, data: dict[str, Any]) -> None:
         """Custom values the user may not see never leave the server."""
         visible_custom(self.datamodel.obj, [data.get(API_RESULT_RES_KEY) or {}])
+        self._shape(data, [data.get(API_RESULT_RES_KEY) or {}], in_list=False)
 
     def pre_get_list(self, data: dict[str, Any]) -> None:
         visible_custom(self.datamodel.obj, data.get(API_RESULT_RES_KEY) or [])
+        self._shape(data, data.get(API_RESULT_RES_KEY) or [], in_list=True)
 
     def answer(self, work: Callable[[], Any], done: Callable[[Any], Any]) -> Any:
         """Run a service call for an endpoint: its refusal (DomainError) is rolled back and
@@ -701,6 +895,7 @@ class CrmModelApi(ModelRestApi):
     def _written(self, status: int, item: Any, schema: Any) -> Any:
         body: dict[str, Any] = {API_RESULT_RES_KEY: schema.dump(item, many=False)}
         visible_custom(self.datamodel.obj, [body[API_RESULT_RES_KEY]])
+        self.field_rules().shape_row(body[API_RESULT_RES_KEY], in_list=False)
         if status == 201:
             body["id"] = self.datamodel.get_pk_value(item)
         return self.response(status, **body)
@@ -708,8 +903,12 @@ class CrmModelApi(ModelRestApi):
     def post_headless(self) -> Any:
         if not request.is_json or not isinstance(request.json, dict):
             return self.response_400(message="Request is not a JSON object")
+        policy = self.field_rules()
+        refused = policy.refusals(request.json, None)  # hidden, read-only: 403, nothing written
+        if refused:
+            return self.response(403, message=refused)
         try:
-            item = self.add_model_schema.load(request.json)
+            item = self.add_model_schema.load(policy.writable_part(request.json, creating=True))
         except ValidationError as err:
             return self.response_400(message=err.messages)
         return self._write(201, item, self.add_model_schema)
@@ -720,8 +919,12 @@ class CrmModelApi(ModelRestApi):
             return self.response_400(message="Request is not a JSON object")
         if not item:
             return self.response_404()
+        policy = self.field_rules()
+        refused = policy.refusals(request.json, lambda name: stored_value(item, name))
+        if refused:
+            return self.response(403, message=refused)
         try:
-            data = self._merge_update_item(item, request.json)
+            data = self._merge_update_item(item, policy.writable_part(request.json, creating=False))
             item = self.edit_model_schema.load(data, instance=item)
         except ValidationError as err:
             self.datamodel.session.rollback()
