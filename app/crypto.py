@@ -35,8 +35,11 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Flask, current_app
-from sqlalchemy import String
+from sqlalchemy import Column, MetaData, String, Table, event, select, update
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
@@ -54,6 +57,8 @@ __all__ = [
     "keyring",
     "init_app",
     "new_key",
+    "register_blind_indexes",
+    "rotate",
 ]
 
 log = logging.getLogger(__name__)
@@ -202,6 +207,23 @@ def reload_keys(app: Flask | None = None) -> Keyring:
     return ring
 
 
+def add_key_to_file(app: Flask | None = None) -> Keyring:
+    """Embedded setup only: a new current key on top of the key file (older keys stay below it)."""
+    target = app or current_app
+    if (target.config.get("CRM_ENCRYPTION_KEY") or "").strip():
+        raise KeyConfigurationError(
+            "keys come from CRM_ENCRYPTION_KEY: set the new key there, move the old one to "
+            "CRM_ENCRYPTION_KEYS, restart, then run rotate-key without --new-key"
+        )
+    ring = keyring()  # makes sure the file exists
+    path = Path(target.config.get("CRM_KEY_DIR") or "instance") / KEY_FILE
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([new_key(), *[line for line in lines if line.strip()]]) + "\n")
+    path.chmod(0o600)
+    del ring
+    return reload_keys(target)
+
+
 def _b64e(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -277,6 +299,8 @@ class EncryptedString(TypeDecorator):
 
     impl = String
     cache_ok = True
+    #: the audit log records a change of such a column as "***", never its value
+    audit_redact = True
 
     def __init__(self, length: int, context: str = "", **kwargs: Any) -> None:
         super().__init__(stored_length(length), **kwargs)
@@ -295,3 +319,88 @@ class EncryptedString(TypeDecorator):
 
     def copy(self, **kw: Any) -> EncryptedString:
         return EncryptedString(self.plain_length, self.context)
+
+
+def register_blind_indexes(model: type) -> None:
+    """Keep a model's blind-index columns in step with their encrypted columns.
+
+    The model declares ``__blind_indexes__ = {"id_number": ("id_number_bidx", "customer.id_number")}``
+    (encrypted attribute -> (index attribute, purpose)); every assignment of the attribute (forms,
+    REST, services, import, the constructor) sets the index from the plaintext.
+    """
+    for attribute, (index_attribute, purpose) in model.__blind_indexes__.items():
+
+        def _set(target: Any, value: Any, _old: Any, _initiator: Any, *, _index: str = index_attribute,
+                 _purpose: str = purpose) -> None:
+            setattr(target, _index, blind_index(value, _purpose) if value not in (None, "") else None)
+
+        event.listen(getattr(model, attribute), "set", _set)
+        # attribute and column share their name (as everywhere in KeGuan's models)
+        BLIND_INDEXES[(model.__table__.name, attribute)] = (index_attribute, purpose)
+
+
+#: (table, encrypted column) -> (its blind-index column, purpose), for rotation and migrations
+BLIND_INDEXES: dict[tuple[str, str], tuple[str, str]] = {}
+#: other stores of encrypted values (sensitive custom fields): callables (session, ring, batch)
+#: -> {label: values re-encrypted}, run by rotate()
+ROTATION_SOURCES: list[Any] = []
+
+
+def encrypted_columns(metadata: MetaData) -> list[tuple[Table, Column]]:
+    """Every column stored through EncryptedString, in every table of the metadata."""
+    return [
+        (table, column)
+        for table in metadata.sorted_tables
+        for column in table.columns
+        if isinstance(column.type, EncryptedString)
+    ]
+
+
+def reseal(token: str, context: str, ring: Keyring) -> tuple[str, str]:
+    """(the value re-encrypted under the current key, its plaintext)."""
+    plain = decrypt(token, context, ring)
+    return encrypt(plain, context, ring), plain
+
+
+def rotate(
+    session: Session, metadata: MetaData, batch: int = 500, ring: Keyring | None = None
+) -> dict[str, int]:
+    """Re-encrypt every value not yet under the current key; {table.column: values re-encrypted}.
+
+    Batches by primary key, each committed: memory stays bounded and a run that stops half way
+    is simply run again (values already under the current key are not touched). Blind indexes
+    are recomputed from the plaintext on the way (same key: same value; a changed
+    CRM_BLIND_INDEX_KEY is thereby applied too). Raw SQL, so neither the ORM nor the audit hook
+    sees a million row updates: the caller records one key_rotation event.
+    """
+    ring = ring or keyring()
+    current = f"{PREFIX}:{ring.current_id}:"
+    counts: dict[str, int] = {}
+    for table, column in encrypted_columns(metadata):
+        (pk,) = table.primary_key.columns
+        index = BLIND_INDEXES.get((table.name, column.name))
+        raw = sa_table(table.name, sa_column(pk.name), sa_column(column.name, String),
+                       *([sa_column(index[0], String)] if index else []))
+        key, value = raw.c[pk.name], raw.c[column.name]
+        context = column.type.context
+        done, last = 0, None
+        while True:
+            query = select(key, value).where(value.is_not(None), value.not_like(current + "%"))
+            if last is not None:
+                query = query.where(key > last)
+            rows = session.connection().execute(query.order_by(key).limit(batch)).all()
+            if not rows:
+                break
+            for row_key, token in rows:
+                sealed, plain = reseal(token, context, ring)
+                values = {column.name: sealed}
+                if index:
+                    values[index[0]] = blind_index(plain, index[1], ring) if plain else None
+                session.connection().execute(update(raw).where(key == row_key).values(**values))
+            session.commit()
+            done += len(rows)
+            last = rows[-1][0]
+        counts[f"{table.name}.{column.name}"] = done
+    for source in ROTATION_SOURCES:
+        counts.update(source(session, ring, batch))
+    return counts

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import validators
+from app.crypto import blind_index  # encryption at rest [crypto]
 from app.errors import ErrorCollector
 from app.regions import parse_address
 from app.services import (
@@ -133,6 +134,8 @@ class CustomerService(OwnedRecordService):
         "bank_name": text_up_to(100),
         "bank_account": validators.clean_bank_account,
         "invoice_address_phone": text_up_to(255),
+        # encryption at rest [crypto]: 身份证号 (18 characters, checksum), upper-case X
+        "id_number": validators.clean_id_number,
     }
     required = {"name": lazy("请填写客户名称")}
     defaults = {"kind": "company", "level": "normal", "status": "prospect"}
@@ -144,6 +147,11 @@ class CustomerService(OwnedRecordService):
         _check_dates(values, errors, "birth_date")
         if values.get("kind") == "individual" and values.get("credit_code"):
             errors.add("credit_code", _("个人客户没有统一社会信用代码"))
+        # --- encryption at rest [crypto] ---
+        company_with_id = values.get("id_number") and values.get("kind") != "individual"
+        if company_with_id and "id_number" not in errors.errors:
+            errors.add("id_number", _("只有个人客户有身份证号"))
+        # --- end encryption at rest [crypto] ---
         if values.get("credit_limit") is not None and values["credit_limit"] < 0:
             errors.add("credit_limit", _("信用额度不能为负数"))
         check_region(session, values, errors)
@@ -177,6 +185,36 @@ class CustomerService(OwnedRecordService):
                         owner=str(owner) if owner else _("无"),
                     ),
                 )
+        self.check_id_number_duplicate(session, values, pk, errors)  # encryption at rest [crypto]
+
+    # --- encryption at rest [crypto] ---
+    def check_id_number_duplicate(
+        self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector
+    ) -> None:
+        """The ID number is stored encrypted: another customer's equal one is found by blind index."""
+        value = values.get("id_number")
+        if not value or "id_number" in errors.errors:
+            return
+        query = select(Customer.id, Customer.name, Customer.owner_id).where(
+            Customer.id_number_bidx == blind_index(value, "customer.id_number")
+        )
+        if pk is not None:
+            query = query.where(Customer.id != pk)
+        existing = session.execute(query.limit(1)).first()
+        if existing:
+            owner = session.get(CrmUser, existing.owner_id) if existing.owner_id else None
+            errors.add(
+                "id_number",
+                _(
+                    "%(label)s %(value)s 已存在:客户「%(name)s」(编号 %(id)s,负责人 %(owner)s)",
+                    label=_("身份证号"),
+                    value=value,
+                    name=existing.name,
+                    id=existing.id,
+                    owner=str(owner) if owner else _("无"),
+                ),
+            )
+    # --- end encryption at rest [crypto] ---
 
 
 class ContactService(RecordService):

@@ -23,8 +23,9 @@ from sqlalchemy import ColumnElement, Integer, Select, and_, column, func, liter
 from sqlalchemy.orm import Session
 
 from app.access import scope_clause
+from app.crypto import blind_index  # encryption at rest [crypto]
 from app.customfields import visible_fields
-from app.validators import clean_text
+from app.validators import clean_id_number, clean_text  # clean_id_number: encryption at rest [crypto]
 from customfields.query import TEXTUAL, custom_sql, storage_kind
 from models.customers import Contact, Customer
 from models.security import CrmUser
@@ -155,7 +156,46 @@ def _rank(row: Any, query: str, phone: str | None) -> int:
     return 2
 
 
+# --- encryption at rest [crypto] ---
+#: an 18-character resident ID number (checked by its checksum before the search)
+_ID_NUMBER = re.compile(r"^\d{17}[\dXx]$")
+#: a bank account number as typed: digits, maybe grouped by spaces or hyphens
+_BANK_ACCOUNT = re.compile(r"^\d[\d\s\-]{6,48}\d$")
+
+
 def _conditions(session: Session, model: type, query: str, limit: int) -> list[tuple[Any, Any, int]]:
+    """The plain conditions, plus exact matches on encrypted columns through their blind index."""
+    return _encrypted_conditions(model, query, limit) + _plain_conditions(session, model, query, limit)
+
+
+def _encrypted_conditions(model: type, query: str, limit: int) -> list[tuple[Any, Any, int]]:
+    """An ID number or bank account typed in full: its blind index against the stored ones.
+
+    The "order" column is the encrypted column itself: it names the field for the permission
+    check (a user who may not search by it gets no match through it); the few rows an equal
+    blind index finds are not worth ordering otherwise.
+    """
+    indexes = getattr(model, "__blind_indexes__", {})
+    found = []
+    compact = re.sub(r"[\s\-]", "", query)
+    if "id_number" in indexes and _ID_NUMBER.match(compact) and clean_id_number_or_none(compact):
+        index, purpose = indexes["id_number"]
+        found.append((getattr(model, index) == blind_index(compact, purpose), model.id_number, limit))
+    if "bank_account" in indexes and _BANK_ACCOUNT.match(query):
+        index, purpose = indexes["bank_account"]
+        found.append((getattr(model, index) == blind_index(compact, purpose), model.bank_account, limit))
+    return found
+
+
+def clean_id_number_or_none(text: str) -> str | None:
+    try:
+        return clean_id_number(text)
+    except ValueError:
+        return None
+# --- end encryption at rest [crypto] ---
+
+
+def _plain_conditions(session: Session, model: type, query: str, limit: int) -> list[tuple[Any, Any, int]]:
     """(condition, index order or None, row cap) for each indexed way to match this query."""
     phone = _phone_prefix(query)
     if phone:

@@ -73,6 +73,11 @@ class CustomField(Model):
     #: shown as a column on the entity's list screen
     show_in_list: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     archived: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # --- encryption at rest [crypto] ---
+    #: values stored encrypted (app/crypto.py); only exact-match filtering, through a blind index.
+    #: Chosen when the field is created and fixed afterwards (stored values would not follow).
+    sensitive: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    # --- end encryption at rest [crypto] ---
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_utcnow, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime, default=_utcnow, onupdate=_utcnow, nullable=False

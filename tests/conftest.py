@@ -11,6 +11,7 @@ rep_b reports to rep_a (rep_a is a team lead with the 'subordinates' scope in on
 
 from __future__ import annotations
 
+import base64  # encryption at rest [crypto]
 import itertools
 import os
 import tempfile
@@ -71,6 +72,12 @@ TEST_CONFIG: dict[str, Any] = {
     "FAB_UPDATE_PERMS": False,
     "SERVER_NAME": None,
     "CRM_UPLOAD_DIR": tempfile.mkdtemp(prefix="keguan-uploads-"),
+    # --- encryption at rest [crypto]: keys of the test run, never the real instance/ ---
+    "CRM_KEY_DIR": tempfile.mkdtemp(prefix="keguan-keys-"),
+    "CRM_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
+    "CRM_ENCRYPTION_KEYS": "",
+    "CRM_BLIND_INDEX_KEY": base64.b64encode(os.urandom(32)).decode(),
+    # --- end encryption at rest [crypto] ---
 }
 
 

@@ -7,11 +7,13 @@ from typing import Any
 
 from flask import request
 from flask_appbuilder import expose, has_access
+from flask_appbuilder.models.filters import BaseFilter  # encryption at rest [crypto]
 from flask_appbuilder.models.sqla.filters import FilterEqual, FilterEqualFunction
 from flask_babel import lazy_gettext as _
 from sqlalchemy import select
 from wtforms import BooleanField
 
+from app.crypto import EncryptedString, blind_index  # encryption at rest [crypto]
 from app.customers import customer_figures, customer_timeline
 from app.extensions import db
 from models.customers import Contact, Customer, CustomerGroup, Industry, Region, Tag
@@ -50,6 +52,7 @@ CUSTOMER_LABELS = {
     "bank_name": _("开户行"),
     "bank_account": _("银行账号"),
     "invoice_address_phone": _("开票地址电话"),
+    "id_number": _("身份证号"),  # encryption at rest [crypto]
     "notes": _("备注"),
     "owner": _("负责人"),
     "department": _("所属部门"),
@@ -110,6 +113,9 @@ CUSTOMER_FILTERS = [
     "owner",
     "purchase_frequency",
     "locality",
+    # encryption at rest [crypto]: stored encrypted, so only "exact" (through the blind index)
+    "id_number",
+    "bank_account",
 ]
 
 
@@ -164,8 +170,40 @@ class ContactView(CrmModelView):
     }
 
 
+# --- encryption at rest [crypto] ---
+class BlindIndexEqual(BaseFilter):
+    """等于 on an encrypted column: the value's blind index against the stored one (exact only)."""
+
+    name = _("等于")
+    arg_name = "exact"  # not "eq": FAB maps REST operators to filter classes globally
+
+    def apply(self, query: Any, value: Any) -> Any:
+        if value in (None, ""):
+            return query
+        model = self.datamodel.obj
+        index_column, purpose = model.__blind_indexes__[self.column_name]
+        return query.filter(getattr(model, index_column) == blind_index(str(value), purpose))
+
+
+class EncryptedFilterConverter(CrmInterface.filter_converter_class):  # type: ignore[name-defined, misc]
+    """Encrypted columns offer no LIKE, prefix or ordering filter: only 等于, by blind index."""
+
+    def convert(self, col_name: str) -> Any:
+        column = self.datamodel.list_columns.get(col_name)
+        if column is not None and isinstance(column.type, EncryptedString):
+            if col_name not in getattr(self.datamodel.obj, "__blind_indexes__", {}):
+                return None
+            return [BlindIndexEqual(col_name, self.datamodel)]
+        return super().convert(col_name)
+
+
+class CustomerInterface(CrmInterface):
+    filter_converter_class = EncryptedFilterConverter
+# --- end encryption at rest [crypto] ---
+
+
 class CustomerView(CustomerPoolActions, CrmModelView):
-    datamodel = CrmInterface(Customer)
+    datamodel = CustomerInterface(Customer)  # encryption at rest [crypto]: blind-index filters
     list_title = _("客户")
     show_title = _("客户详情")
     add_title = _("新建客户")
@@ -175,7 +213,7 @@ class CustomerView(CustomerPoolActions, CrmModelView):
     show_fieldsets = [
         (_("基本信息"), {"fields": ["kind", "name", "level", "status", "source", "owner", "department"]}),
         (_("企业信息"), {"fields": ["credit_code", "industry", "size", "website"]}),
-        (_("个人信息"), {"fields": ["gender", "birth_date", "occupation"]}),
+        (_("个人信息"), {"fields": ["id_number", "gender", "birth_date", "occupation"]}),
         (_("联系方式"), {"fields": ["mobile", "phone", "email", "address"]}),
         (
             _("分类"),
@@ -190,7 +228,7 @@ class CustomerView(CustomerPoolActions, CrmModelView):
     add_fieldsets = [
         (_("基本信息"), {"fields": ["kind", "name", "level", "status", "source", "owner"]}),
         (_("企业信息"), {"fields": ["credit_code", "industry", "size", "website"]}),
-        (_("个人信息"), {"fields": ["gender", "birth_date", "occupation"]}),
+        (_("个人信息"), {"fields": ["id_number", "gender", "birth_date", "occupation"]}),
         (_("联系方式"), {"fields": ["mobile", "phone", "email", "province", "city", "district", "street"]}),
         (
             _("分类"),
@@ -275,6 +313,7 @@ CUSTOMER_API_COLUMNS = [
     "industry.name",
     "size",
     "website",
+    "id_number",  # encryption at rest [crypto]
     "gender",
     "birth_date",
     "occupation",
@@ -315,6 +354,7 @@ CUSTOMER_API_WRITE = [
     "industry",
     "size",
     "website",
+    "id_number",  # encryption at rest [crypto]
     "gender",
     "birth_date",
     "occupation",
@@ -341,7 +381,7 @@ CUSTOMER_API_WRITE = [
 
 class CustomerApi(CustomerPoolApiActions, CrmModelApi):
     resource_name = "customer"
-    datamodel = CrmInterface(Customer)
+    datamodel = CustomerInterface(Customer)  # encryption at rest [crypto]: blind-index filters
     list_columns = [
         "id",
         "kind",
