@@ -109,6 +109,29 @@ def test_workbench_lists_exactly_the_right_items_for_a_rep_and_a_manager(app) ->
     assert not ids(manager.overdue_tasks) & {other_team["task_overdue"].id}
 
 
+def test_a_full_list_shows_its_first_page_and_counts_the_rest(app, login_as) -> None:
+    """Twelve new leads: the list shows ten, newest first, and says twelve (the count of a
+    list ordered by a descending column once failed)."""
+    moment = dt.datetime(2019, 6, 1, 2, 0)  # a day no other test has leads on
+    actor = user("rep_b")
+    made = [
+        lead_service.save(
+            db.session,
+            Lead(
+                name=unique_name("批量线索"),
+                mobile=unique_mobile(),
+                status="new",
+                created_at=moment - dt.timedelta(hours=n + 1),
+            ),
+            actor,
+        ).id
+        for n in range(12)
+    ]
+    leads = workbench(db.session, actor, moment, TZ).new_leads
+    assert leads.total == 12
+    assert [lead.id for lead in leads.items] == made[:10]
+
+
 def test_home_page_shows_the_workbench(login_as) -> None:
     page = login_as("rep_a").get("/").get_data(as_text=True)
     for title in ("今日待联系客户", "待办任务", "本月预计成交的商机", "新分配给我的线索"):
