@@ -7,23 +7,29 @@ import secrets
 import string
 from typing import Any
 
+from flask import current_app, flash, g, has_app_context, has_request_context, redirect, request
+from flask_appbuilder.actions import action
+from flask_appbuilder.exceptions import PasswordComplexityValidationError
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.views import UserDBModelView
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _
+from flask_limiter import Limiter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from wtforms.validators import DataRequired
 
-from app import validators
+from app import login as login_service
+from app import mfa, ratelimit, validators
 from app.access import DEFAULT_ROLE_SCOPES, department_tree_ids, request_cache
 from app.errors import ErrorCollector
+from app.permissions import seed_default_rules
 from app.services import RecordService, text_up_to
 from models.security import DATA_SCOPES, CrmUser, Department, RoleDataScope
+from views.login import CrmAuthDBView, CrmSecurityApi
 
 READ = r"can_(list|show|get|info)"
 WRITE = r"can_(list|show|get|info|add|edit|delete|post|put)"
-from app.permissions import seed_default_rules
 SELF_SERVICE = [
     (r"UserDBModelView", r"can_userinfo|userinfoedit|resetmypassword"),
     (r"UserInfoEditView", r"can_this_form_(get|post)"),
@@ -112,6 +118,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *SELF_SERVICE,
     ],
     "Read Only": [
+        (r"AuditLogView", r"can_history"),  # audit: 审计室 sees the history of the records it may see
         (CUSTOMER_DATA, READ),
         (SALES_DATA, READ),
         (ORDERS, READ),
@@ -135,7 +142,7 @@ class CrmUserDBModelView(UserDBModelView):
         (_("Personal Info"), {"fields": ["first_name", "last_name", "email", "mobile"]}),
         (
             _("Audit Info"),
-            {"fields": ["last_login", "fail_login_count", "created_on", "changed_on"]},
+            {"fields": ["last_login", "fail_login_count", "locked_until", "created_on", "changed_on"]},
         ),
     ]
     edit_columns = [
@@ -158,7 +165,31 @@ class CrmUserDBModelView(UserDBModelView):
         "department": _("部门"),
         "manager": _("直属上级"),
         "mobile": _("手机号"),
+        "locked_until": _("锁定至 (UTC)"),
     }
+
+    @action("unlock", _("解锁账户"), _("解除所选用户的登录锁定？"), "fa-unlock")
+    def unlock(self, items: Any) -> Any:
+        """An admin lifts a lock-out before it runs out."""
+        for user in items if isinstance(items, list) else [items]:
+            login_service.unlock(user, g.user)
+        self.datamodel.session.commit()
+        flash(gettext("已解锁"), "success")
+        return redirect(self.get_redirect())
+
+    @action(
+        "mfa_reset",
+        _("重置双因素认证"),
+        _("删除所选用户的 MFA 绑定和恢复码？他们需要重新绑定。"),
+        "fa-shield",
+    )
+    def mfa_reset(self, items: Any) -> Any:
+        """Lost phone: the user's MFA is removed; a role that requires it makes them enrol again."""
+        for user in items if isinstance(items, list) else [items]:
+            mfa.admin_reset(self.datamodel.session, user, g.user)
+        self.datamodel.session.commit()
+        flash(gettext("已重置双因素认证"), "success")
+        return redirect(self.get_redirect())
 
 
 class CrmSecurityManager(SecurityManager):
@@ -166,6 +197,43 @@ class CrmSecurityManager(SecurityManager):
     userdbmodelview = CrmUserDBModelView
     # FAB's user-statistics chart loads Google Charts from the internet: KeGuan works offline
     userstatschartview = None
+    # login with an MFA code step and lock-out (app/login.py)
+    authdbview = CrmAuthDBView
+    security_api = CrmSecurityApi
+
+    def __init__(self, appbuilder: Any) -> None:
+        # FAB's forms and user API call this for every password they set
+        current_app.config.setdefault("FAB_PASSWORD_COMPLEXITY_VALIDATOR", password_complexity)
+        super().__init__(appbuilder)
+
+    def create_limiter(self, app: Any) -> Limiter:
+        return ratelimit.create_limiter(app)
+
+    def on_user_login(self, user: Any) -> None:
+        login_service.on_success(user)
+
+    def on_user_login_failed(self, user: Any) -> None:
+        login_service.on_failure(user)
+
+    def auth_user_db(self, username: str, password: str) -> Any:
+        """FAB's password check, with lock-out; a user with MFA is refused here (the login form
+        and the API login run the code step themselves)."""
+        result = login_service.check_password(username, password)
+        if result.user is None or result.needs_code or login_service.mfa_blocks_api(result.user):
+            return None
+        login_service.finish_login(result.user)
+        return result.user
+
+    def add_user(
+        self, username: str, first_name: str, last_name: str, email: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        """FAB's add_user, with the password rule for a clear-text password (CLI, demo data)."""
+        password = kwargs.get("password") or (args[1] if len(args) > 1 else "")
+        if password and current_app.config.get("FAB_PASSWORD_COMPLEXITY_ENABLED"):
+            problems = password_problems(password, username)
+            if problems:
+                raise PasswordComplexityValidationError("; ".join(problems))
+        return super().add_user(username, first_name, last_name, email, *args, **kwargs)
 
     def _user_permissions(self, user: Any) -> set[tuple[str, str]]:
         """All (permission, view) pairs of a user, read once per request."""
@@ -220,6 +288,7 @@ class CrmSecurityManager(SecurityManager):
             )
             if role is not None and exists is None:
                 self.session.add(RoleDataScope(role_id=role.id, entity="*", scope=scope))
+        seed_default_rules(self.session)  # field permissions: finance fields, ID numbers (once)
         self.session.commit()
 
 
@@ -255,12 +324,64 @@ class RoleDataScopeService(RecordService):
     required = {"scope": _("请选择数据范围")}
 
 
+def password_problems(password: str, username: str | None = None) -> list[str]:
+    """What a password lacks: CRM_PASSWORD_MIN_LENGTH characters, CRM_PASSWORD_MIN_CLASSES of
+    lower case, upper case, digits and symbols, and it must not contain the username."""
+    config = current_app.config
+    problems = []
+    min_length = int(config.get("CRM_PASSWORD_MIN_LENGTH", 10))
+    min_classes = int(config.get("CRM_PASSWORD_MIN_CLASSES", 3))
+    if len(password) < min_length:
+        problems.append(gettext("密码至少 %(n)s 个字符", n=min_length))
+    classes = sum(
+        (
+            any(c.islower() for c in password),
+            any(c.isupper() for c in password),
+            any(c.isdigit() for c in password),
+            any(not c.isalnum() for c in password),
+        )
+    )
+    if classes < min_classes:
+        problems.append(gettext("密码须包含小写字母、大写字母、数字、符号中的至少 %(n)s 类", n=min_classes))
+    name = (username or "").strip().lower()
+    if len(name) >= 3 and (name in password.lower() or name[::-1] in password.lower()):
+        problems.append(gettext("密码不能包含用户名"))
+    return problems
+
+
+def _username_of_request() -> str | None:
+    """Whose password a form or the user API is setting: the username typed in, the user being
+    reset (?pk= or /users/<pk>), or oneself."""
+    if not has_request_context():
+        return None
+    named = request.form.get("username")
+    if not named and request.is_json:
+        body = request.get_json(silent=True)
+        named = body.get("username") if isinstance(body, dict) else None
+    if named:
+        return str(named)
+    pk = request.args.get("pk") or (request.view_args or {}).get("pk")
+    if pk is not None and str(pk).isdigit():
+        user = current_app.appbuilder.sm.get_user_by_id(int(pk))
+        return user.username if user else None
+    user = getattr(g, "user", None)
+    return getattr(user, "username", None) if user is not None and user.is_authenticated else None
+
+
+def password_complexity(password: str) -> None:
+    """FAB_PASSWORD_COMPLEXITY_VALIDATOR: every form and the user API that set a password."""
+    problems = password_problems(password or "", _username_of_request())
+    if problems:
+        raise PasswordComplexityValidationError("; ".join(problems))
+
+
 def generate_password(length: int = 16) -> str:
     """A random password that satisfies the complexity rule (upper, lower, digit, symbol)."""
+    if has_app_context():
+        length = max(length, int(current_app.config.get("CRM_PASSWORD_MIN_LENGTH", 10)) + 2)
     alphabet = string.ascii_letters + string.digits
     while True:
         core = "".join(secrets.choice(alphabet) for _ in range(length - 2))
         candidate = core + secrets.choice("!@#%^*-_") + secrets.choice(string.digits)
         if any(c.isupper() for c in candidate) and any(c.islower() for c in candidate):
             return candidate
-        seed_default_rules(self.session)  # field permissions: finance fields, ID numbers (once)

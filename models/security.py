@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask_appbuilder.security.sqla.models import Role, User
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Choices, Model, TimestampMixin
+from app.crypto import EncryptedString
+from models.base import Choices, Model, TimestampMixin, utcnow
 
 #: The five data scopes of Chinese CRMs, narrowest first; a user with several roles gets the widest
 DATA_SCOPES = Choices(
@@ -63,6 +66,8 @@ class CrmUser(User):
         Integer, ForeignKey("ab_user.id", ondelete="SET NULL"), index=True, nullable=True
     )
     mobile: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    #: lock-out: set after CRM_LOGIN_MAX_FAILURES failed logins in a row, until this (UTC) time
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
     department: Mapped[Department | None] = relationship(Department, foreign_keys=[department_id])
     manager: Mapped[CrmUser | None] = relationship(
@@ -77,7 +82,6 @@ class CrmUser(User):
             else (f"{self.first_name} {self.last_name}")
         )
         return full.strip() or self.username
-
 
     def get_full_name(self) -> str:
         """FAB's navbar name, in the same order as everywhere else."""
@@ -106,3 +110,84 @@ class RoleDataScope(Model):
 
     def __str__(self) -> str:
         return f"{self.role} · {self.entity} · {DATA_SCOPES.label(self.scope)}"
+
+
+#: scopes of a personal API token: read refuses unsafe methods (POST, PUT, PATCH, DELETE)
+TOKEN_SCOPES = Choices(("read", "只读"), ("read-write", "读写"))
+
+
+class RoleMfaPolicy(Model):
+    """Whether a role requires MFA (TOTP). A missing row means not required.
+
+    Rows for CRM_MFA_DEFAULT_ROLES are created once when the built-in roles are synced; an
+    admin's later choice is kept.
+    """
+
+    __tablename__ = "crm_role_mfa"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role_id: Mapped[int] = mapped_column(
+        ForeignKey("ab_role.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    required: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    role: Mapped[Role] = relationship(Role)
+
+    def __str__(self) -> str:
+        return str(self.role)
+
+
+class UserMfa(Model):
+    """A user's TOTP secret; confirmed_at is None while enrolment waits for the first code."""
+
+    __tablename__ = "crm_user_mfa"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    #: base32, 32 characters; encrypted at rest (AES-256-GCM, app/crypto.py)
+    secret: Mapped[str] = mapped_column(EncryptedString(32, "crm_user_mfa.secret"), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    #: the TOTP time step last accepted: a code is usable once (no replay within its 30 s)
+    last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class MfaRecoveryCode(Model):
+    """One of a user's one-time recovery codes, stored as a SHA-256 hash."""
+
+    __tablename__ = "crm_mfa_recovery_code"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ApiToken(Model):
+    """个人 API 令牌: a user's token for integrations, stored as the SHA-256 of the secret."""
+
+    __tablename__ = "crm_api_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    scope: Mapped[str] = mapped_column(String(20), nullable=False, default="read")
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    #: the first characters of the token, to tell tokens apart in the list
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    last_used_ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
+
+    user: Mapped[CrmUser] = relationship(CrmUser)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -78,6 +78,11 @@ TEST_CONFIG: dict[str, Any] = {
     "CRM_ENCRYPTION_KEYS": "",
     "CRM_BLIND_INDEX_KEY": base64.b64encode(os.urandom(32)).decode(),
     # --- end encryption at rest [crypto] ---
+    # --- login security [login]: no role requires MFA and nothing is rate limited (RATELIMIT_
+    # ENABLED above), so the tests log in with a password; tests/test_mfa.py etc. turn them on ---
+    "CRM_MFA_DEFAULT_ROLES": [],
+    "RATELIMIT_KEY_PREFIX": f"keguan-test-{os.getpid()}",
+    # --- end login security [login] ---
 }
 
 
