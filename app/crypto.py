@@ -26,6 +26,8 @@ import hashlib
 import hmac
 import logging
 import os
+import re
+import sys
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,12 +37,18 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Flask, current_app
-from sqlalchemy import Column, MetaData, String, Table, event, select, update
+from sqlalchemy import Column, MetaData, String, Table, event, inspect, select, update
 from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import TypeDecorator
+
+from customfields import query as cf_query
+from customfields.definitions import CustomField
+from customfields.mixin import CUSTOMISABLE, CustomFieldsMixin
+from customfields.query import SEALED_SEPARATOR
 
 __all__ = [
     "EncryptedString",
@@ -145,12 +153,14 @@ def _key_file(folder: Path, name: str, announce: str) -> list[str]:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(new_key() + "\n")
+        consequence = "the encrypted data cannot be read" if name == KEY_FILE else "exact search on it fails"
         message = (
             f"KeGuan generated {announce} into {path} (no key configured). "
-            "BACK THIS FILE UP with the database: without it the encrypted data cannot be read."
+            f"BACK THIS FILE UP with the database: without it {consequence}."
         )
-        log.warning(message)
-        print(f"WARNING: {message}")  # noqa: T201  (seen on the console at first start)
+        # on the console whatever logging does (Alembic's logging setup silences other loggers)
+        sys.stderr.write(f"WARNING: {message}\n")
+        log.info(message)
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -404,3 +414,146 @@ def rotate(
     for source in ROTATION_SOURCES:
         counts.update(source(session, ring, batch))
     return counts
+
+
+# --- sensitive custom fields: values sealed in the JSON column ------------------------------------
+# A sensitive custom value is stored as "<blind index>.<enc1 token>" (customfields.query), so an
+# exact filter is a prefix range and needs no other column. In memory it is always plaintext: the
+# load/refresh events open what the database returns, and a write seals just before its INSERT or
+# UPDATE and puts the plaintext back after it, so services, forms, formulas, the audit hook and
+# exports never see ciphertext.
+_SEALED = re.compile(r"^[0-9a-f]{64}\.enc1:")
+#: session.info key: entity -> API names of its sensitive fields, valid for one flush
+_SENSITIVE_KEY = "crm_sensitive_fields"
+#: instance attribute holding the plaintext while the sealed values are being written
+_PLAIN_KEY = "_crm_plain_custom"
+
+
+def is_sealed(value: Any) -> bool:
+    return isinstance(value, str) and bool(_SEALED.match(value))
+
+
+def seal_value(text: str, purpose: str, ring: Keyring | None = None) -> str:
+    """A sensitive custom value as stored: its blind index, then its encryption."""
+    ring = ring or keyring()
+    return f"{blind_index(text, purpose, ring)}{SEALED_SEPARATOR}{encrypt(text, purpose, ring)}"
+
+
+def _token(stored: str) -> str:
+    return stored.split(SEALED_SEPARATOR, 1)[1]
+
+
+def open_value(stored: str, purpose: str, ring: Keyring | None = None) -> str:
+    return decrypt(_token(stored), purpose, ring)
+
+
+def _purpose(table: str, api_name: str) -> str:
+    return f"{table}.custom.{api_name}"
+
+
+def open_custom(table: str, custom: Any) -> Any:
+    """A custom dict with every sealed value opened (the same dict when nothing is sealed)."""
+    if not isinstance(custom, dict) or not any(is_sealed(v) for v in custom.values()):
+        return custom
+    return {k: open_value(v, _purpose(table, k)) if is_sealed(v) else v for k, v in custom.items()}
+
+
+def _sensitive_fields(session: Session, connection: Any, entity: str) -> set[str]:
+    cache = session.info.setdefault(_SENSITIVE_KEY, {})
+    if entity not in cache:
+        fields = CustomField.__table__
+        cache[entity] = set(
+            connection.execute(
+                select(fields.c.api_name).where(fields.c.entity == entity, fields.c.sensitive.is_(True))
+            ).scalars()
+        )
+    return cache[entity]
+
+
+def _opened_on_load(target: Any, *_args: Any) -> None:
+    custom = target.__dict__.get("custom")
+    opened = open_custom(target.__tablename__, custom)
+    if opened is not custom:
+        set_committed_value(target, "custom", opened)
+
+
+def _seal_before_write(mapper: Any, connection: Any, target: Any) -> None:
+    custom = target.__dict__.get("custom")
+    if not isinstance(custom, dict) or not custom:
+        return
+    state = inspect(target)
+    if state.persistent and not state.attrs.custom.history.has_changes():
+        return  # unchanged: the database holds its sealed form already
+    session = object_session(target)
+    entity = target.__tablename__.removeprefix("crm_")
+    sensitive = _sensitive_fields(session, connection, entity) if session is not None else set()
+    names = [k for k in sensitive if isinstance(custom.get(k), str) and custom[k]]
+    names = [k for k in names if not is_sealed(custom[k])]
+    if not names:
+        return
+    table = target.__tablename__
+    sealed = {k: seal_value(v, _purpose(table, k)) if k in names else v for k, v in custom.items()}
+    target.__dict__[_PLAIN_KEY] = open_custom(table, custom)
+    target.custom = sealed
+
+
+def _plain_after_write(mapper: Any, connection: Any, target: Any) -> None:
+    plain = target.__dict__.pop(_PLAIN_KEY, None)
+    if plain is not None:
+        set_committed_value(target, "custom", plain)
+
+
+def _forget_sensitive(session: Session, *_args: Any) -> None:
+    session.info.pop(_SENSITIVE_KEY, None)
+
+
+def _rotate_custom(session: Session, ring: Keyring, batch: int) -> dict[str, int]:
+    """Re-encrypt the sealed custom values of every customisable table (rotate()).
+
+    Every sealed value is found by its form, also those of a field deleted since (values stay in
+    the records): none may be left under a key that is about to be dropped.
+    """
+    current = f"{PREFIX}:{ring.current_id}:"
+    counts: dict[str, int] = {}
+    for _entity, model in sorted(CUSTOMISABLE.items()):
+        table = model.__table__
+        last = None
+        while True:
+            query = select(table.c.id, table.c.custom).where(table.c.custom.is_not(None))
+            if last is not None:
+                query = query.where(table.c.id > last)
+            rows = session.connection().execute(query.order_by(table.c.id).limit(batch)).all()
+            if not rows:
+                break
+            for row_id, custom in rows:
+                stale = [
+                    k for k, v in (custom or {}).items() if is_sealed(v) and not _token(v).startswith(current)
+                ]
+                if not stale:
+                    continue
+                fresh = dict(custom)
+                for k in stale:
+                    purpose = _purpose(table.name, k)
+                    fresh[k] = seal_value(open_value(custom[k], purpose, ring), purpose, ring)
+                session.connection().execute(update(table).where(table.c.id == row_id).values(custom=fresh))
+                for k in stale:
+                    counts[f"{table.name}.custom.{k}"] = counts.get(f"{table.name}.custom.{k}", 0) + 1
+            session.commit()
+            last = rows[-1][0]
+    return counts
+
+
+def _install_custom_sealing() -> None:
+    event.listen(CustomFieldsMixin, "load", _opened_on_load, propagate=True)
+    event.listen(CustomFieldsMixin, "refresh", _opened_on_load, propagate=True)
+    event.listen(CustomFieldsMixin, "before_insert", _seal_before_write, propagate=True)
+    event.listen(CustomFieldsMixin, "before_update", _seal_before_write, propagate=True)
+    event.listen(CustomFieldsMixin, "after_insert", _plain_after_write, propagate=True)
+    event.listen(CustomFieldsMixin, "after_update", _plain_after_write, propagate=True)
+    event.listen(Session, "after_flush", _forget_sensitive)
+    event.listen(Session, "after_rollback", _forget_sensitive)
+    cf_query.SEALING["index"] = blind_index
+    ROTATION_SOURCES.append(_rotate_custom)
+
+
+_install_custom_sealing()

@@ -15,7 +15,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
-from stdnum.cn import uscc
+from stdnum.cn import ric, uscc  # ric: encryption at rest [crypto]
 
 from app.customers import contact_service, customer_service
 from app.customfields import CustomFieldService
@@ -337,6 +337,24 @@ def _credit_code(district: int, serial: int) -> str:
     return body + uscc.calc_check_digit(body)
 
 
+# --- encryption at rest [crypto] ---
+#: 惠民地区 利津县: the code Dongying's people born before the city was founded (1983) carry
+OLD_DONGYING_CODE = 372330
+
+
+def demo_id_number(district: int, birth: dt.date, serial: int, gender: str) -> str:
+    """A valid resident ID number (checksum, birth date, a place code of that year) for demo people;
+    the sequence digit is odd for men, even for women, as on real cards."""
+    sequence = (serial * 2) % 1000 + (1 if gender == "male" else 0)
+    for code in (district, OLD_DONGYING_CODE):
+        body = f"{code}{birth:%Y%m%d}{sequence:03d}"
+        number = body + ric.calc_check_digit(body + "0")  # it ignores the last character
+        if ric.is_valid(number):
+            return number
+    raise ValueError(f"no valid ID number for {district} {birth}")
+# --- end encryption at rest [crypto] ---
+
+
 def _person(rng: random.Random) -> tuple[str, str]:
     return rng.choice(SURNAMES), "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2))))
 
@@ -395,11 +413,14 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
         if i % 6 == 5:
             surname, given = _person(rng)
             district = rng.choice(DONGYING_DISTRICTS)
+            gender = rng.choice(["male", "female"])
+            birth_date = utcnow().date().replace(year=rng.randint(1965, 1998), day=rng.randint(1, 28))
             customer = Customer(
                 kind="individual",
                 name=surname + given,
-                gender=rng.choice(["male", "female"]),
-                birth_date=utcnow().date().replace(year=rng.randint(1965, 1998), day=rng.randint(1, 28)),
+                gender=gender,
+                birth_date=birth_date,
+                id_number=demo_id_number(district, birth_date, i, gender),  # encryption at rest [crypto]
                 occupation=rng.choice(["个体经营", "养殖户", "教师", "工程师", "采购经理"]),
                 mobile=_mobile(rng),
                 district_code=district,

@@ -26,7 +26,7 @@ from app.access import scope_clause
 from app.crypto import blind_index  # encryption at rest [crypto]
 from app.customfields import visible_fields
 from app.validators import clean_id_number, clean_text  # clean_id_number: encryption at rest [crypto]
-from customfields.query import TEXTUAL, custom_sql, storage_kind
+from customfields.query import TEXTUAL, custom_sql, sensitive_condition, storage_kind  # sensitive_: [crypto]
 from models.customers import Contact, Customer
 from models.security import CrmUser
 
@@ -221,7 +221,9 @@ def _custom_conditions(session: Session, model: type, actor: CrmUser | None, que
     a contract code): each served by the field's expression index."""
     conditions = []
     for field in visible_fields(session, model, actor):
-        if field.indexed and storage_kind(field) in TEXTUAL | {"select"}:
+        if field.indexed and getattr(field, "sensitive", False):  # encryption at rest [crypto]
+            conditions.append((sensitive_condition(model, field, "eq", query), None, MAX_RESULTS))
+        elif field.indexed and storage_kind(field) in TEXTUAL | {"select"}:
             value = query.lower() if field.field_type == "email" else query
             conditions.append((custom_sql(model, field) == value, None, MAX_RESULTS))
     return conditions

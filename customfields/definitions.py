@@ -225,6 +225,10 @@ def definitions(session: Session, entity: str, include_archived: bool = False) -
     return fields if include_archived else [f for f in fields if not f.archived]
 
 
+#: types whose values may be stored encrypted (text; numbers and dates must stay comparable in SQL)
+SENSITIVE_TYPES = {"text", "long_text", "email", "phone", "url"}  # encryption at rest [crypto]
+
+
 def validate_definition(
     field: CustomField,
     standard_columns: set[str],
@@ -285,6 +289,17 @@ def validate_definition(
             add("default", _("默认值不符合该字段的规则: %(msg)s", msg=str(exc)))
     if field.unique and field.field_type in {"multi_select", "boolean", "long_text", "file", "formula"}:
         add("unique", _("该类型的字段不能设为唯一"))
+    # --- encryption at rest [crypto] ---
+    if previous is not None and bool(field.sensitive) != bool(previous.sensitive):
+        add("sensitive", _("加密存储只能在创建字段时设定"))
+    elif field.sensitive:
+        if field.field_type not in SENSITIVE_TYPES:
+            add("sensitive", _("只有文本、长文本、电子邮箱、电话和网址字段可以加密存储"))
+        if field.unique:
+            add("unique", _("加密存储的字段不能设为唯一"))
+        if previous is not None and field.field_type != previous.field_type:
+            add("field_type", _("加密存储的字段不能修改类型"))
+    # --- end encryption at rest [crypto] ---
     if field.field_type == "reference" and field.target_entity not in reference_targets():
         add("target_entity", _("请选择关联的对象"))
     if field.field_type == "file":

@@ -91,12 +91,37 @@ def index_expressions(model: type, field: CustomField, dialect: str) -> list[lis
     return []
 
 
+# --- encryption at rest [crypto] ---
+#: set by app.crypto (the engine imports no app code): "index"(text, purpose) -> hex blind index
+SEALING: dict[str, Callable[..., Any]] = {}
+#: a sensitive value is stored as "<blind index>.<enc1 token>": exact filters are a prefix range
+SEALED_SEPARATOR = "."
+
+
+def sensitive_purpose(model: type, field: CustomField) -> str:
+    """What a sensitive field's value is bound to (associated data) and indexed for."""
+    return f"{model.__tablename__}.custom.{field.api_name}"
+
+
+def sensitive_condition(model: type, field: CustomField, operator: str, raw: Any) -> ColumnElement[bool]:
+    """Only "equals the whole value" exists for an encrypted field: through its blind index."""
+    if operator != "eq":
+        raise ValueError(_("加密存储的字段只能按完整的值精确筛选"))
+    index = SEALING["index"](str(raw), sensitive_purpose(model, field))
+    column = json_element(model, field).as_string()
+    # "." < "/": every value whose blind-index prefix is this one (an index on the field serves it)
+    return and_(column >= index + SEALED_SEPARATOR, column < index + "/")
+# --- end encryption at rest [crypto] ---
+
+
 def filter_condition(model: type, field: CustomField, operator: str, raw: Any) -> ColumnElement[bool]:
     """One filter on a custom field, or ValueError with a message (bad operator or value)."""
     column = custom_sql(model, field)
     kind = storage_kind(field)
     if operator == "empty":
         return column.is_(None) if raw in (True, "true", 1, "1", None) else column.is_not(None)
+    if getattr(field, "sensitive", False):  # encryption at rest [crypto]
+        return sensitive_condition(model, field, operator, raw)
     if kind == "file":
         raise ValueError(_("该类型的字段不支持此筛选"))
     if kind == "multi_select":

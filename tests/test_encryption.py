@@ -25,6 +25,7 @@ from app.search import search
 from models.audit import AuditLog
 from models.customers import Customer
 from tests.conftest import TEST_CONFIG, unique_name, user
+from tests.customfield_support import create_customer, define
 
 _serial = iter(range(1, 10_000))
 
@@ -126,12 +127,12 @@ def test_embedded_default_key_is_generated_once_into_the_configured_dir(
 ) -> None:
     folder = tmp_path / "instance"
     first = ring(CRM_KEY_DIR=str(folder))
-    said = capsys.readouterr().out
+    said = capsys.readouterr().err
     assert "generated an encryption key" in said and "BACK THIS FILE UP" in said
     for name in (crypto.KEY_FILE, crypto.BLIND_KEY_FILE):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600
     second = ring(CRM_KEY_DIR=str(folder))
-    assert capsys.readouterr().out == ""  # reused, nothing generated
+    assert "generated" not in capsys.readouterr().err  # reused, nothing generated
     assert (second.current, second.blind) == (first.current, first.blind)
     token = crypto.encrypt("x", "t.c", first)
     assert crypto.decrypt(token, "t.c", second) == "x"
@@ -202,9 +203,11 @@ def _quote(url: Any, column: str) -> str:
     return f"`{column}`" if url.get_backend_name() != "postgresql" else f'"{column}"'
 
 
-def test_raw_database_holds_no_plaintext(app: Flask, api_as: Any) -> None:
+def test_raw_database_holds_no_plaintext(app: Flask, api_as: Any, clean_custom_fields: None) -> None:
+    passport = define(api_as, label_zh="护照号", field_type="text", sensitive=True)["api_name"]
+    secret = f"E{os.getpid():06d}{next(_serial):04d}"
     id_number, account = valid_id_number(), bank_account()
-    created = make_individual(api_as, id_number=id_number, bank_account=account)
+    created = make_individual(api_as, id_number=id_number, bank_account=account, custom={passport: secret})
     customer = db.session.get(Customer, created["id"])
     assert (customer.id_number, customer.bank_account) == (id_number, account)
     raw = db.session.execute(
@@ -219,7 +222,14 @@ def test_raw_database_holds_no_plaintext(app: Flask, api_as: Any) -> None:
     url = f"/api/v1/customer/{created['id']}"
     response = client.put(url, json={"bank_account": changed}, headers=headers)
     assert response.status_code == 200, response.json
-    assert raw_database_contains(app, [id_number, account, changed]) == []
+    assert client.get(url, headers=headers).json["result"]["custom"][passport] == secret
+    stored = db.session.execute(text("SELECT custom FROM crm_customer WHERE id = :id"), {"id": created["id"]})
+    assert crypto.is_sealed(_json_value(stored.scalar(), passport))
+    assert raw_database_contains(app, [id_number, account, changed, secret]) == []
+
+
+def _json_value(raw: Any, key: str) -> Any:
+    return (json.loads(raw) if isinstance(raw, str | bytes) else raw)[key]
 
 
 def test_rest_show_and_list_screen_give_plaintext(api_as: Any, login_as: Any) -> None:
@@ -355,3 +365,75 @@ def test_rotate_key_re_encrypts_everything_and_all_still_reads(app: Flask, api_a
     # a second run has nothing left to do
     again = app.test_cli_runner().invoke(args=["crm", "rotate-key"])
     assert again.exit_code == 0 and "done: 0 values" in again.output
+
+
+# --- sensitive custom fields ------------------------------------------------------------------------
+def test_sensitive_custom_field_reads_plain_and_filters_only_exactly(
+    api_as: Any, login_as: Any, clean_custom_fields: None
+) -> None:
+    name = define(api_as, label_zh="社保号", field_type="text", sensitive=True, indexed=True)["api_name"]
+    secret = f"SB{os.getpid():06d}{next(_serial):04d}"
+    response = create_customer(api_as, "admin", **{name: secret})
+    assert response.status_code == 201, response.json
+    created = response.json["id"]
+    create_customer(api_as, "admin", **{name: secret + "9"})
+    client, headers = api_as("admin")
+    assert client.get(f"/api/v1/customer/{created}", headers=headers).json["result"]["custom"][name] == secret
+    exact = json.dumps({"filters": [{"col": f"custom.{name}", "opr": "eq", "value": secret.lower()}]})
+    found = client.get(f"/api/v1/customer/?q={exact}", headers=headers)
+    assert found.status_code == 200, found.json
+    assert [row["id"] for row in found.json["result"]] == [created]
+    for opr in ("ct", "sw"):
+        bad = json.dumps({"filters": [{"col": f"custom.{name}", "opr": opr, "value": secret[:4]}]})
+        refused = client.get(f"/api/v1/customer/?q={bad}", headers=headers)
+        assert refused.status_code == 400, (opr, refused.json)
+    ordered = json.dumps({"order_column": f"custom.{name}", "order_direction": "asc"})
+    assert client.get(f"/api/v1/customer/?q={ordered}", headers=headers).status_code == 400
+    # the search box finds the whole value through the blind index, not a part of it
+    assert created in [h.id for h in search(db.session, user("admin"), secret)]
+    assert created not in [h.id for h in search(db.session, user("admin"), secret[:5])]
+    # an update keeps it sealed, and the record reads back in plaintext
+    edited = client.put(f"/api/v1/customer/{created}", json={"custom": {name: secret + "X"}}, headers=headers)
+    assert edited.status_code == 200, edited.json
+    db.session.expire_all()
+    assert db.session.get(Customer, created).custom[name] == secret + "X"
+
+
+def test_sensitive_flag_rules(api_as: Any, clean_custom_fields: None) -> None:
+    client, headers = api_as("admin")
+    body = {
+        "entity": "customer", "label_zh": "金额", "api_name": f"amt{os.getpid()}", "field_type": "decimal",
+        "sensitive": True,
+    }
+    response = client.post("/api/v1/customfield/", json=body, headers=headers)
+    assert response.status_code == 400
+    assert "加密存储" in " ".join(response.json["message"]["sensitive"])
+    unique = {**body, "field_type": "text", "unique": True, "api_name": f"uq{os.getpid()}"}
+    response = client.post("/api/v1/customfield/", json=unique, headers=headers)
+    assert response.status_code == 400 and "unique" in response.json["message"]
+    made = define(api_as, label_zh="普通", field_type="text")
+    response = client.put(f"/api/v1/customfield/{made['id']}", json={"sensitive": True}, headers=headers)
+    assert response.status_code == 400
+    assert "创建字段时" in " ".join(response.json["message"]["sensitive"])
+
+
+def test_rotation_covers_sensitive_custom_values(app: Flask, api_as: Any, clean_custom_fields: None) -> None:
+    name = define(api_as, label_zh="证件", field_type="text", sensitive=True)["api_name"]
+    secret = f"ZJ{os.getpid():06d}{next(_serial):04d}"
+    created = create_customer(api_as, "admin", **{name: secret}).json["id"]
+    old_key = app.config["CRM_ENCRYPTION_KEY"]
+    app.config.update(CRM_ENCRYPTION_KEY=b64key(), CRM_ENCRYPTION_KEYS=old_key)
+    new_id = crypto.reload_keys(app).current_id
+    result = app.test_cli_runner().invoke(args=["crm", "rotate-key"])
+    assert result.exit_code == 0, result.output
+    assert f"crm_customer.custom.{name}: 1 re-encrypted" in result.output
+    app.config.update(CRM_ENCRYPTION_KEYS="")
+    crypto.reload_keys(app)
+    db.session.expire_all()
+    raw = db.session.execute(text("SELECT custom FROM crm_customer WHERE id = :id"), {"id": created}).scalar()
+    assert f"enc1:{new_id}:" in _json_value(raw, name)
+    assert db.session.get(Customer, created).custom[name] == secret
+    client, headers = api_as("admin")
+    exact = json.dumps({"filters": [{"col": f"custom.{name}", "opr": "eq", "value": secret}]})
+    found = client.get(f"/api/v1/customer/?q={exact}", headers=headers).json["result"]
+    assert [r["id"] for r in found] == [created]

@@ -82,9 +82,30 @@ def upgrade():
         _rewrite(table, column, index, purpose, encrypting=True)
 
 
+def _open_sensitive_custom_values() -> None:
+    """Sensitive custom values back to plaintext in their JSON column (the flag goes away)."""
+    bind = op.get_bind()
+    fields = sa.table("crm_custom_field", sa.column("entity", sa.String), sa.column("sensitive", sa.Boolean))
+    entities = set(bind.execute(sa.select(fields.c.entity).where(fields.c.sensitive)).scalars())
+    for entity in sorted(entities):
+        t = sa.table(f"crm_{entity}", sa.column("id", sa.Integer), sa.column("custom", sa.JSON))
+        last = 0
+        while True:
+            query = sa.select(t.c.id, t.c.custom).where(t.c.id > last, t.c.custom.is_not(None))
+            rows = bind.execute(query.order_by(t.c.id).limit(BATCH)).all()
+            if not rows:
+                break
+            for pk, custom in rows:
+                opened = crypto.open_custom(t.name, custom)
+                if opened is not custom:
+                    bind.execute(sa.update(t).where(t.c.id == pk).values(custom=opened))
+            last = rows[-1][0]
+
+
 def downgrade():
     for table, column, _length, index, purpose in ENCRYPTED:
         _rewrite(table, column, index, purpose, encrypting=False)
+    _open_sensitive_custom_values()
     if _is_sqlite():
         op.execute("ALTER TABLE crm_custom_field DROP COLUMN sensitive")
     else:
