@@ -811,3 +811,16 @@ def history_clause(session: Session, entity: str, entity_id: object) -> Any:
     )
     clause = (AuditLog.entity == entity) & (AuditLog.entity_id == key)
     return clause & (AuditLog.id >= born) if born is not None else clause
+
+
+def record_export(
+    entity: str, *, rows: int, filters: dict[str, Any], columns: list[str], kind: str = "csv"
+) -> None:
+    """The `export` event: what was exported (entity, filters, columns, row count); committed at
+    once, since an export writes nothing else and the download streams afterwards."""
+    record_event(
+        "export",
+        entity=entity,
+        details={"format": kind, "rows": rows, "filters": filters, "columns": columns},
+    )
+    db.session.commit()

@@ -10,6 +10,7 @@ from app.extensions import db
 from models.audit import AuditLog
 from models.customers import Customer
 from models.pools import PoolMove
+from models.security import Department
 from tests.conftest import unique_mobile, unique_name, user
 from tests.customfield_support import create_customer, define
 
@@ -200,3 +201,111 @@ def test_verify_clean_then_detects_an_edited_and_a_deleted_row(app) -> None:
     report = verify(db.session, from_id=fourth)
     db.session.rollback()
     assert report.ok, report.problems
+
+
+def test_export_is_recorded_with_what_was_exported(login_as) -> None:
+    client = login_as("manager1")
+    tag = unique_name("导出审计")
+    response = client.get(f"/customerview/export.csv?_flt_2_name={tag}")
+    assert response.status_code == 200
+    lines = response.get_data(as_text=True).strip().splitlines()
+    row = last_rows(1)[0]
+    assert (row.action, row.entity, row.username) == ("export", "customer", "manager1")
+    assert row.details["rows"] == len(lines) - 1 and row.details["filters"] == {"_flt_2_name": [tag]}
+    assert "name" in row.details["columns"]
+
+
+def test_screen_lists_filters_and_shows_old_and_new(login_as) -> None:
+    record_event("login_failed", details={"reason": "测试"}, username="筛选用户", entity="ab_user")
+    db.session.commit()
+    row = last_rows(1)[0]
+    admin = login_as("admin")
+    listed = admin.get("/auditlogview/list/?_flt_0_username=筛选用户").get_data(as_text=True)
+    assert "筛选用户" in listed and "登录失败" in listed
+    other = admin.get("/auditlogview/list/?_flt_0_username=没有这个人").get_data(as_text=True)
+    assert "筛选用户" not in other
+    by_action = admin.get("/auditlogview/list/?_flt_0_action=login_failed").get_data(as_text=True)
+    assert "筛选用户" in by_action
+    customer = Customer(name=unique_name("展示客户"), owner_id=user("rep_a").id, level="key")
+    db.session.add(customer)
+    db.session.commit()
+    customer.level = "normal"
+    db.session.commit()
+    change = entity_rows("customer", customer.id)[-1]
+    shown = admin.get(f"/auditlogview/show/{change.id}").get_data(as_text=True)
+    assert "level" in shown and "key" in shown and "normal" in shown and change.hash in shown
+    assert admin.get(f"/auditlogview/show/{row.id}").status_code == 200
+    assert admin.get("/auditlogview/show/999999999").status_code == 404
+
+
+def test_only_admins_read_the_log(login_as, api_as) -> None:
+    assert login_as("readonly").get("/auditlogview/list/").status_code in (302, 403, 404)
+    assert login_as("manager1").get("/auditlogview/list/").status_code in (302, 403, 404)
+    client, headers = api_as("manager1")
+    assert client.get("/api/v1/auditlog/", headers=headers).status_code in (401, 403)
+
+
+def test_nobody_edits_or_deletes_audit_rows_through_the_application(login_as, api_as) -> None:
+    record_event("probe")
+    db.session.commit()
+    row = last_rows(1)[0]
+    client, headers = api_as("admin")
+    listed = client.get("/api/v1/auditlog/", headers=headers)
+    assert listed.status_code == 200 and listed.json["result"][0]["id"] >= row.id
+    got = client.get(f"/api/v1/auditlog/{row.id}", headers=headers)
+    assert got.status_code == 200 and got.json["result"]["action"] == "probe"
+    forged = {"action": "forged"}
+    assert client.post("/api/v1/auditlog/", json=forged, headers=headers).status_code in (404, 405)
+    assert client.put(f"/api/v1/auditlog/{row.id}", json=forged, headers=headers).status_code in (404, 405)
+    assert client.delete(f"/api/v1/auditlog/{row.id}", headers=headers).status_code in (404, 405)
+    admin = login_as("admin")
+    for method, path in (
+        ("get", "/auditlogview/add"),
+        ("post", "/auditlogview/add"),
+        ("get", f"/auditlogview/edit/{row.id}"),
+        ("post", f"/auditlogview/edit/{row.id}"),
+        ("get", f"/auditlogview/delete/{row.id}"),
+        ("post", f"/auditlogview/delete/{row.id}"),
+        ("post", "/auditlogview/action_post"),
+    ):
+        response = getattr(admin, method)(path, data={"action": "forged", "rowid": [row.id]})
+        assert response.status_code in (302, 403, 404, 405), (method, path, response.status_code)
+    db.session.expire_all()
+    assert db.session.get(AuditLog, row.id).action == "probe"
+    assert verify(db.session, from_id=row.id).ok
+    db.session.rollback()
+
+
+def test_history_tab_shows_changes_and_respects_data_scope(login_as) -> None:
+    rep_a, rep_c = user("rep_a"), user("rep_c")
+    mine = Customer(name=unique_name("历史客户"), owner_id=rep_a.id, level="key")
+    theirs = Customer(name=unique_name("他部客户"), owner_id=rep_c.id)
+    db.session.add_all([mine, theirs])
+    db.session.commit()
+    mine.level = "normal"
+    db.session.commit()
+    admin = login_as("admin")
+    page = admin.get(f"/customerview/show/{mine.id}").get_data(as_text=True)
+    assert 'href="#HistoryTab"' in page
+    tab = page.split('id="HistoryTab"')[1]
+    assert "修改" in tab and "key" in tab and "normal" in tab
+    full = admin.get(f"/customerview/history/{mine.id}")
+    assert full.status_code == 200 and "normal" in full.get_data(as_text=True)
+    # 审计室 (Read Only, department scope: team1) sees team1's history, not team2's
+    auditor = login_as("readonly")
+    assert 'href="#HistoryTab"' in auditor.get(f"/customerview/show/{mine.id}").get_data(as_text=True)
+    assert auditor.get(f"/customerview/history/{mine.id}").status_code == 200
+    assert auditor.get(f"/customerview/history/{theirs.id}").status_code == 404
+    # a rep may open the customer but not read the audit log: no tab, no history page
+    rep = login_as("rep_a")
+    assert 'href="#HistoryTab"' not in rep.get(f"/customerview/show/{mine.id}").get_data(as_text=True)
+    assert rep.get(f"/customerview/history/{mine.id}").status_code == 404
+
+
+def test_history_tab_on_other_entities(login_as) -> None:
+    admin = login_as("admin")
+    contact_page = admin.get("/contactview/list/")
+    assert contact_page.status_code == 200
+    department = db.session.scalar(select(Department).limit(1))
+    page = admin.get(f"/departmentview/show/{department.id}").get_data(as_text=True)
+    assert 'href="#HistoryTab"' in page

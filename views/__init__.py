@@ -11,6 +11,7 @@ from flask_babel import lazy_gettext as _
 
 from views import (
     approvals,
+    audit,  # audit: 审计日志
     customers,
     customfields,
     kanban,
@@ -132,3 +133,4 @@ def register_all(appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(approvals.ApprovalDecisionView)
     for api in APIS:
         appbuilder.add_api(api)
+    audit.register(appbuilder)  # audit: 审计日志 (security menu) and its read-only API

@@ -43,6 +43,7 @@ from app.access import (
     listing_children_of,
     role_names,
 )
+from app.audit import entity_of, record_export  # audit: the export event
 from app.customfields import reference_labels, visible_fields
 from app.errors import DomainError
 from app.extensions import db
@@ -52,6 +53,7 @@ from customfields import CustomFieldsMixin
 from customfields.query import filter_condition, order_by
 from customfields.schema import entity_schema
 from customfields.values import FIELD_PREFIX
+from views.audit import HistoryMixin  # audit: every record's History tab
 from views.custom_filters import sortable, with_custom_filters
 from views.custom_forms import PREFIX, form_name, with_custom_fields, with_search_fields
 from views.formatters import display_custom, display_formatter
@@ -388,7 +390,7 @@ def searchable_filters(filters: Any, policy: FieldPolicy) -> Any:
 # --- end of field permissions helpers -----------------------------------------------------------------
 
 
-class CrmModelView(ModelView):
+class CrmModelView(HistoryMixin, ModelView):  # audit: HistoryMixin adds the History tab
     """Base screen for every KeGuan entity."""
 
     page_size = 20
@@ -633,6 +635,12 @@ class CrmModelView(ModelView):
         columns = [c for c in self.list_columns + self.show_columns if not c.startswith(PREFIX)]
         columns = policy.columns(dict.fromkeys(c for c in columns if c not in self.export_exclude))
         custom = [field for field, _editable in self.custom_fields()]
+        record_export(  # audit: the export event (entity, filters, columns, rows)
+            entity_of(self.datamodel.obj.__table__.name),
+            rows=query.count(),
+            filters=request.args.to_dict(flat=False),
+            columns=[*columns, *(f"custom.{f.api_name}" for f in custom)],
+        )
         language = str(get_locale() or "zh")[:2]
         header = [str(self.label_columns.get(c, c)) for c in columns] + [f.label(language) for f in custom]
 
