@@ -235,7 +235,12 @@ def worker_command(once: bool) -> None:
     is_flag=True,
     help="embedded setup (no CRM_ENCRYPTION_KEY): first generate a new current key into the key file",
 )
-def rotate_key_command(batch: int, new_key: bool) -> None:
+@click.option(
+    "--reindex",
+    is_flag=True,
+    help="also values already under the current key: recomputes every blind index (new CRM_BLIND_INDEX_KEY)",
+)
+def rotate_key_command(batch: int, new_key: bool, reindex: bool) -> None:
     """Re-encrypt every encrypted value under the current key (resumable: run again if stopped).
 
     With keys from the environment: put the new key in CRM_ENCRYPTION_KEY and the old one in
@@ -247,7 +252,7 @@ def rotate_key_command(batch: int, new_key: bool) -> None:
         raise click.ClickException(str(error)) from error
     click.echo(f"current key id: {ring.current_id}")
     try:
-        counts = crypto.rotate(db.session, Model.metadata, batch=batch, ring=ring)
+        counts = crypto.rotate(db.session, Model.metadata, batch=batch, ring=ring, everything=reindex)
     except crypto.CryptoError as error:
         db.session.rollback()
         raise click.ClickException(f"rotation stopped (batches done so far are kept): {error}") from error
@@ -255,7 +260,7 @@ def rotate_key_command(batch: int, new_key: bool) -> None:
         click.echo(f"{name}: {count} re-encrypted")
     audit.record_event(
         "key_rotation",
-        details={"key_id": ring.current_id, "counts": counts, "new_key": new_key},
+        details={"key_id": ring.current_id, "counts": counts, "new_key": new_key, "reindex": reindex},
         username="cli",
     )
     db.session.commit()

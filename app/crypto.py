@@ -351,8 +351,8 @@ def register_blind_indexes(model: type) -> None:
 
 #: (table, encrypted column) -> (its blind-index column, purpose), for rotation and migrations
 BLIND_INDEXES: dict[tuple[str, str], tuple[str, str]] = {}
-#: other stores of encrypted values (sensitive custom fields): callables (session, ring, batch)
-#: -> {label: values re-encrypted}, run by rotate()
+#: other stores of encrypted values (sensitive custom fields): callables (session, ring, batch,
+#: everything) -> {label: values re-encrypted}, run by rotate()
 ROTATION_SOURCES: list[Any] = []
 
 
@@ -373,15 +373,21 @@ def reseal(token: str, context: str, ring: Keyring) -> tuple[str, str]:
 
 
 def rotate(
-    session: Session, metadata: MetaData, batch: int = 500, ring: Keyring | None = None
+    session: Session,
+    metadata: MetaData,
+    batch: int = 500,
+    ring: Keyring | None = None,
+    everything: bool = False,
 ) -> dict[str, int]:
     """Re-encrypt every value not yet under the current key; {table.column: values re-encrypted}.
 
     Batches by primary key, each committed: memory stays bounded and a run that stops half way
     is simply run again (values already under the current key are not touched). Blind indexes
     are recomputed from the plaintext on the way (same key: same value; a changed
-    CRM_BLIND_INDEX_KEY is thereby applied too). Raw SQL, so neither the ORM nor the audit hook
-    sees a million row updates: the caller records one key_rotation event.
+    CRM_BLIND_INDEX_KEY is applied to what is re-encrypted). `everything` also takes the values
+    already under the current key: every blind index is then recomputed (after the blind-index
+    key changed). Raw SQL, so neither the ORM nor the audit hook sees a million row updates: the
+    caller records one key_rotation event.
     """
     ring = ring or keyring()
     current = f"{PREFIX}:{ring.current_id}:"
@@ -395,7 +401,9 @@ def rotate(
         context = column.type.context
         done, last = 0, None
         while True:
-            query = select(key, value).where(value.is_not(None), value.not_like(current + "%"))
+            query = select(key, value).where(value.is_not(None))
+            if not everything:
+                query = query.where(value.not_like(current + "%"))
             if last is not None:
                 query = query.where(key > last)
             rows = session.connection().execute(query.order_by(key).limit(batch)).all()
@@ -412,7 +420,7 @@ def rotate(
             last = rows[-1][0]
         counts[f"{table.name}.{column.name}"] = done
     for source in ROTATION_SOURCES:
-        counts.update(source(session, ring, batch))
+        counts.update(source(session, ring, batch, everything))
     return counts
 
 
@@ -507,7 +515,7 @@ def _forget_sensitive(session: Session, *_args: Any) -> None:
     session.info.pop(_SENSITIVE_KEY, None)
 
 
-def _rotate_custom(session: Session, ring: Keyring, batch: int) -> dict[str, int]:
+def _rotate_custom(session: Session, ring: Keyring, batch: int, everything: bool = False) -> dict[str, int]:
     """Re-encrypt the sealed custom values of every customisable table (rotate()).
 
     Every sealed value is found by its form, also those of a field deleted since (values stay in
@@ -527,7 +535,8 @@ def _rotate_custom(session: Session, ring: Keyring, batch: int) -> dict[str, int
                 break
             for row_id, custom in rows:
                 stale = [
-                    k for k, v in (custom or {}).items() if is_sealed(v) and not _token(v).startswith(current)
+                    k for k, v in (custom or {}).items()
+                    if is_sealed(v) and (everything or not _token(v).startswith(current))
                 ]
                 if not stale:
                     continue

@@ -437,3 +437,20 @@ def test_rotation_covers_sensitive_custom_values(app: Flask, api_as: Any, clean_
     exact = json.dumps({"filters": [{"col": f"custom.{name}", "opr": "eq", "value": secret}]})
     found = client.get(f"/api/v1/customer/?q={exact}", headers=headers).json["result"]
     assert [r["id"] for r in found] == [created]
+
+
+def test_reindex_applies_a_new_blind_index_key(app: Flask, api_as: Any) -> None:
+    id_number = valid_id_number("19970505")
+    created = make_individual(api_as, id_number=id_number)
+    old_blind = app.config["CRM_BLIND_INDEX_KEY"]
+    app.config.update(CRM_BLIND_INDEX_KEY=b64key())
+    crypto.reload_keys(app)
+    try:
+        assert created["id"] not in [h.id for h in search(db.session, user("admin"), id_number)]
+        result = app.test_cli_runner().invoke(args=["crm", "rotate-key", "--reindex"])
+        assert result.exit_code == 0, result.output
+        assert [h.id for h in search(db.session, user("admin"), id_number)] == [created["id"]]
+    finally:  # the other tests' customers were re-indexed too: index them back under the old key
+        app.config.update(CRM_BLIND_INDEX_KEY=old_blind)
+        crypto.reload_keys(app)
+        assert app.test_cli_runner().invoke(args=["crm", "rotate-key", "--reindex"]).exit_code == 0
