@@ -454,3 +454,33 @@ def test_reindex_applies_a_new_blind_index_key(app: Flask, api_as: Any) -> None:
         app.config.update(CRM_BLIND_INDEX_KEY=old_blind)
         crypto.reload_keys(app)
         assert app.test_cli_runner().invoke(args=["crm", "rotate-key", "--reindex"]).exit_code == 0
+
+
+# --- the migration keeps the data ---------------------------------------------------------------------
+def test_migration_encrypts_existing_bank_accounts_and_downgrade_decrypts(tmp_path: Path) -> None:
+    """On a database of its own (SQLite): plaintext written before the migration is encrypted by it,
+    with its blind index, and the downgrade gives the plaintext back."""
+    from flask_migrate import downgrade, upgrade
+
+    config = {**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/migrate.db"}
+    application = create_app(config)
+    account = "6222020200001234"
+    with application.app_context():
+        upgrade(revision="b2c3e5ec0002")
+        db.session.execute(
+            text(
+                "INSERT INTO crm_customer (kind, name, level, status, locked, bank_account, created_at, "
+                "updated_at) VALUES ('company', '迁移客户', 'normal', 'prospect', 0, :account, "
+                "'2026-01-01', '2026-01-01')"
+            ),
+            {"account": account},
+        )
+        db.session.commit()
+        upgrade(revision="c3e2c7a00003")
+        row = db.session.execute(text("SELECT bank_account, bank_account_bidx FROM crm_customer")).one()
+        assert row.bank_account.startswith("enc1:") and account not in row.bank_account
+        assert crypto.decrypt(row.bank_account, "crm_customer.bank_account") == account
+        assert row.bank_account_bidx == crypto.blind_index(account, "customer.bank_account")
+        downgrade(revision="b2c3e5ec0002")
+        assert db.session.execute(text("SELECT bank_account FROM crm_customer")).scalar() == account
+        db.session.remove()
