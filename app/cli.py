@@ -7,6 +7,7 @@ import os
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from flask_appbuilder.exceptions import PasswordComplexityValidationError  # [login]
 from sqlalchemy import func, select
 
 from app import audit, crypto, demo  # audit, crypto: encryption at rest [crypto] (key_rotation event)
@@ -106,7 +107,10 @@ def init_command() -> None:
     """Load reference data, sync roles and permissions, create the admin (first run)."""
     counts = setup_database()
     click.echo(f"regions +{counts['regions']}, industries +{counts['industries']}, roles synced")
-    generated = ensure_admin()
+    try:
+        generated = ensure_admin()
+    except PasswordComplexityValidationError as error:  # [login]: CRM_ADMIN_PASSWORD too weak
+        raise click.ClickException(f"CRM_ADMIN_PASSWORD: {error}") from error
     if generated:
         click.echo("")
         click.echo("=" * 60)
@@ -266,3 +270,35 @@ def rotate_key_command(batch: int, new_key: bool, reindex: bool) -> None:
     db.session.commit()
     click.echo(f"done: {sum(counts.values())} values under key {ring.current_id}")
 # --- end encryption at rest [crypto] ---
+
+
+# --- login security [login]: an admin without a browser (lost phone, locked out) ---
+def _user_named(username: str) -> CrmUser:
+    user = db.session.scalar(select(CrmUser).where(CrmUser.username == username))
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    return user
+
+
+@crm.command("mfa-reset")
+@click.argument("username")
+def mfa_reset_command(username: str) -> None:
+    """Remove a user's MFA (secret and recovery codes); they enrol again at the next login."""
+    from app import mfa
+
+    user = _user_named(username)
+    removed = mfa.admin_reset(db.session, user, None)
+    db.session.commit()
+    click.echo(f"{username}: MFA {'removed' if removed else 'was not set up'}")
+
+
+@crm.command("unlock")
+@click.argument("username")
+def unlock_command(username: str) -> None:
+    """Lift a lock-out after too many failed logins."""
+    from app.login import unlock
+
+    unlock(_user_named(username), None)
+    db.session.commit()
+    click.echo(f"{username}: unlocked")
+# --- end login security [login] ---

@@ -107,7 +107,8 @@ def unlock(user: CrmUser, actor: Any) -> None:
         "account_unlocked",
         entity="ab_user",
         entity_id=user.id,
-        details={"user": user.username, "by": getattr(actor, "username", None)},
+        details={"user": user.username, "by": getattr(actor, "username", None) or "cli"},
+        username=None if actor is not None else "cli",
     )
 
 

@@ -167,7 +167,8 @@ def admin_reset(session: Session, user: CrmUser, actor: Any) -> bool:
         "mfa_reset",
         entity="ab_user",
         entity_id=user.id,
-        details={"user": user.username, "by": getattr(actor, "username", None)},
+        details={"user": user.username, "by": getattr(actor, "username", None) or "cli"},
+        username=None if actor is not None else "cli",
     )
     return removed
 

@@ -221,3 +221,18 @@ def test_the_board_script_sends_the_csrf_header() -> None:
 
     script = (Path(__file__).parent.parent / "app" / "static" / "crm" / "kanban.js").read_text()
     assert 'headers["X-CSRFToken"] = cfg.csrf_token' in script
+
+
+def test_cli_unlocks_and_resets_mfa(app, client) -> None:
+    user = new_user(app)
+    for _ in range(5):
+        post_login(client, user.username, "Wrong-Passw0rd")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["crm", "unlock", user.username])
+    assert result.exit_code == 0 and "unlocked" in result.output
+    assert post_login(client, user.username).status_code == 302
+    result = runner.invoke(args=["crm", "mfa-reset", user.username])
+    assert result.exit_code == 0 and "was not set up" in result.output
+    assert "account_unlocked" in audit_actions(user_id=user.id)
+    result = runner.invoke(args=["crm", "unlock", "no-such-user"])
+    assert result.exit_code != 0 and "no user" in result.output
