@@ -742,7 +742,7 @@ def verify(
             previous_id, previous_hash = row_id, row["hash"]
             report.checked += 1
         last = previous_id
-    report.last_id = previous_id or 0
+    report.last_id = previous_id if previous_id is not None else max(last, 0)
     head = connection.execute(
         select(AuditHead.__table__.c.last_id, AuditHead.__table__.c.last_hash)
     ).first()

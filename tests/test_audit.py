@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from app.audit import AuditLogReadOnly, history_clause, record_event, verify
 from app.extensions import db
@@ -309,3 +312,52 @@ def test_history_tab_on_other_entities(login_as) -> None:
     department = db.session.scalar(select(Department).limit(1))
     page = admin.get(f"/departmentview/show/{department.id}").get_data(as_text=True)
     assert 'href="#HistoryTab"' in page
+
+
+def test_chain_does_not_fork_under_concurrent_writers(app) -> None:
+    """Writers in separate connections append at once; the head row lock keeps one chain."""
+    if db.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers itself; the race needs a server database")
+    start = (db.session.scalar(select(func.max(AuditLog.id))) or 0) + 1
+    db.session.rollback()
+    owner = user("rep_a").id
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def writer(number: int) -> None:
+        try:
+            with app.app_context():
+                barrier.wait()
+                for step in range(8):
+                    db.session.add(Customer(name=unique_name(f"并发{number}-{step}"), owner_id=owner))
+                    record_event("probe", details={"writer": number, "step": step})
+                    db.session.commit()
+                db.session.remove()
+        except BaseException as error:  # noqa: BLE001  (reported below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    db.session.rollback()  # a new snapshot (MariaDB's repeatable read)
+    report = verify(db.session, from_id=start)
+    assert report.ok, report.problems
+    assert report.checked == 4 * 8 * 2
+
+
+def test_database_refuses_to_change_audit_rows_on_postgresql() -> None:
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the trigger exists on PostgreSQL only")
+    record_event("probe")
+    db.session.commit()
+    row_id = last_rows(1)[0].id
+    db.session.rollback()
+    for sql in (
+        "UPDATE crm_audit_log SET action = 'x' WHERE id = :id",
+        "DELETE FROM crm_audit_log WHERE id = :id",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as connection:
+            connection.execute(text(sql), {"id": row_id})
