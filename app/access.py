@@ -166,6 +166,8 @@ UNSCOPED_MODELS = frozenset(
         # configuration an admin edits: pools and their rules, approval flows and their steps;
         # sales targets are team goals everyone in sales may read
         "CustomerPool", "PoolRule", "ApprovalFlow", "ApprovalStep", "SalesTarget",
+        # field permissions (字段权限): rules an admin edits [fields]
+        "FieldRule",
     }  # fmt: skip
 )
 

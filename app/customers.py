@@ -12,10 +12,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import validators
+from app.access import current_actor, scope_clause
 from app.crypto import blind_index  # encryption at rest [crypto]
 from app.errors import ErrorCollector
+from app.permissions import mask_name
 from app.regions import parse_address
 from app.services import (
+    ACTOR_KEY,
     OwnedRecordService,
     RecordService,
     parent_is_new,
@@ -173,18 +176,7 @@ class CustomerService(OwnedRecordService):
                 query = query.where(Customer.id != pk)
             existing = session.execute(query.limit(1)).first()
             if existing:
-                owner = session.get(CrmUser, existing.owner_id) if existing.owner_id else None
-                errors.add(
-                    field,
-                    _(
-                        "%(label)s %(value)s 已存在:客户「%(name)s」(编号 %(id)s,负责人 %(owner)s)",
-                        label=_(label),
-                        value=value,
-                        name=existing.name,
-                        id=existing.id,
-                        owner=str(owner) if owner else _("无"),
-                    ),
-                )
+                errors.add(field, duplicate_message(session, _(label), value, existing))
         self.check_id_number_duplicate(session, values, pk, errors)  # encryption at rest [crypto]
 
     # --- encryption at rest [crypto] ---
@@ -201,20 +193,122 @@ class CustomerService(OwnedRecordService):
         if pk is not None:
             query = query.where(Customer.id != pk)
         existing = session.execute(query.limit(1)).first()
-        if existing:
-            owner = session.get(CrmUser, existing.owner_id) if existing.owner_id else None
-            errors.add(
-                "id_number",
-                _(
-                    "%(label)s %(value)s 已存在:客户「%(name)s」(编号 %(id)s,负责人 %(owner)s)",
-                    label=_("身份证号"),
-                    value=value,
-                    name=existing.name,
-                    id=existing.id,
-                    owner=str(owner) if owner else _("无"),
-                ),
-            )
+        if existing:  # 查重 [fields]: details only inside the user's data scope
+            errors.add("id_number", duplicate_message(session, _("身份证号"), value, existing))
     # --- end encryption at rest [crypto] ---
+
+
+# --- 查重 (duplicate check) with field permissions: who owns it, not what it holds ---------------------
+@dataclass(frozen=True)
+class DuplicateMatch:
+    """An existing customer that matches what the user typed. `visible` says whether it is inside the
+    user's data scope: only then are its id and name given; otherwise the owner's name is masked
+    (王**) and only the department is told, so a rep learns whom to ask and nothing more."""
+
+    matched: tuple[str, ...]
+    visible: bool
+    owner: str
+    department: str
+    in_pool: bool
+    id: int | None = None
+    name: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "matched": list(self.matched),
+            "visible": self.visible,
+            "owner": self.owner,
+            "department": self.department,
+            "in_pool": self.in_pool,
+        }
+        if self.visible:
+            result.update(id=self.id, name=self.name)
+        return result
+
+    def message(self) -> str:
+        if self.in_pool:
+            return _("已存在,在公海中 (%(department)s)", department=self.department or "—")
+        if self.visible:
+            return _(
+                "已存在:客户「%(name)s」(编号 %(id)s,负责人 %(owner)s)",
+                name=self.name,
+                id=self.id,
+                owner=self.owner or _("无"),
+            )
+        return _(
+            "已存在,负责人 %(owner)s (%(department)s)",
+            owner=self.owner or _("无"),
+            department=self.department or "—",
+        )
+
+
+#: what 查重 compares, with each value's cleaner (exact matches, each served by a unique or name index)
+DUPLICATE_FIELDS: dict[str, Any] = {
+    "name": lambda v: validators.clean_text(v, 200),
+    "mobile": validators.clean_mobile,
+    "credit_code": validators.clean_credit_code,
+    "email": validators.clean_email,
+}
+
+
+def _checking_actor(session: Session) -> CrmUser | None:
+    """Who is checking: the actor of a save, else the user of the request (None: the system)."""
+    actor = session.info.get(ACTOR_KEY)
+    return actor if actor is not None else current_actor()
+
+
+def describe_duplicate(session: Session, customer_id: int, matched: tuple[str, ...]) -> DuplicateMatch:
+    """One existing customer as the checking user may learn about it."""
+    actor = _checking_actor(session)
+    customer = session.get(Customer, customer_id)
+    clause = scope_clause(session, Customer, actor) if actor is not None else None
+    visible = actor is None or clause is None or (
+        session.scalar(select(Customer.id).where(Customer.id == customer_id, clause)) is not None
+    )
+    owner = str(customer.owner) if customer.owner is not None else ""
+    return DuplicateMatch(
+        matched=matched,
+        visible=visible,
+        owner=owner if visible else mask_name(owner),
+        department=customer.department.name if customer.department is not None else "",
+        in_pool=customer.pool_id is not None,
+        id=customer.id if visible else None,
+        name=customer.name if visible else None,
+    )
+
+
+def duplicate_message(session: Session, label: str, value: Any, existing: Any) -> str:
+    """The refusal of a duplicate value: details only when the user may see the existing customer."""
+    match = describe_duplicate(session, existing.id, ())
+    return f"{label} {value} {match.message()}"
+
+
+def find_duplicates(session: Session, given: dict[str, Any], limit: int = 10) -> list[DuplicateMatch]:
+    """查重: existing customers whose name, mobile, credit code or e-mail equals what was typed,
+    each described as the checking user may learn it. Raises ValidationFailed on a value that is
+    not valid (a mobile of 5 digits) or when nothing was given."""
+    errors = ErrorCollector()
+    values: dict[str, Any] = {}
+    for field, cleaner in DUPLICATE_FIELDS.items():
+        try:
+            value = cleaner(given.get(field))
+        except ValueError as exc:
+            errors.add(field, str(exc))
+            continue
+        if value:
+            values[field] = value
+    if not values and not errors:
+        errors.add("_schema", _("请填写客户名称、手机号、统一社会信用代码或电子邮箱"))
+    errors.raise_if_any()
+    matched: dict[int, list[str]] = {}
+    for field, value in values.items():
+        ids = session.scalars(select(Customer.id).where(getattr(Customer, field) == value).limit(limit))
+        for customer_id in ids:
+            matched.setdefault(customer_id, []).append(field)
+    return [describe_duplicate(session, pk, tuple(fields)) for pk, fields in sorted(matched.items())][:limit]
+
+
+# --- end of 查重 ------------------------------------------------------------------------------------
 
 
 class ContactService(RecordService):

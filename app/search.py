@@ -25,8 +25,10 @@ from sqlalchemy.orm import Session
 from app.access import scope_clause
 from app.crypto import blind_index  # encryption at rest [crypto]
 from app.customfields import visible_fields
+from app.permissions import FieldPolicy, field_policy
 from app.validators import clean_id_number, clean_text  # clean_id_number: encryption at rest [crypto]
 from customfields.query import TEXTUAL, custom_sql, sensitive_condition, storage_kind  # sensitive_: [crypto]
+from customfields.values import FIELD_PREFIX
 from models.customers import Contact, Customer
 from models.security import CrmUser
 
@@ -107,8 +109,15 @@ def search_statements(
             model.phone,
             model.email,
         )
-        custom = _custom_conditions(session, model, actor, query)
-        for condition, order_by, cap in _conditions(session, model, query, limit) + custom:
+        # field permissions: no match through a field the actor may not search by (hidden, masked)
+        policy = field_policy(session, actor, model)
+        custom = _custom_conditions(session, model, actor, query, policy)
+        standard = [  # each by its column; "contains" (no index order) is on the name
+            (condition, order_by, cap)
+            for condition, order_by, cap in _conditions(session, model, query, limit)
+            if policy.searchable(order_by.key if order_by is not None else "name")
+        ]
+        for condition, order_by, cap in standard + custom:
             stmt = select(*columns).where(condition, scope)
             if order_by is not None:
                 stmt = stmt.order_by(order_by)
@@ -130,14 +139,27 @@ def search(
         return []
     phone = _phone_prefix(query)
     best: dict[tuple[str, int], SearchHit] = {}
+    models = {"customer": Customer, "contact": Contact}
+    policies = {kind: field_policy(session, actor, model) for kind, model in models.items()}
     for kind, stmt in search_statements(session, actor, query, limit, kinds):
         for row in session.execute(stmt):
-            hit = SearchHit(kind, row[0], row[1], row[2] or "", _rank(row, query, phone))
+            name, detail = _shown(policies[kind], row)
+            hit = SearchHit(kind, row[0], name, detail, _rank(row, query, phone))
             key = (kind, hit.id)
             if key not in best or hit.rank < best[key].rank:
                 best[key] = hit
     ordered = sorted(best.values(), key=lambda h: (h.rank, h.kind != "customer", len(h.name), h.name))
     return ordered[:limit]
+
+
+def _shown(policy: FieldPolicy, row: Any) -> tuple[str, str]:
+    """The name and the mobile (or e-mail) of a hit as the actor may see them in a list."""
+    name = "***" if policy.hidden("name") else policy.show("name", row.name, True)
+    for field in ("mobile", "email"):
+        value = getattr(row, field)
+        if value and not policy.hidden(field):
+            return name, policy.show(field, value, True)
+    return name, ""
 
 
 def _rank(row: Any, query: str, phone: str | None) -> int:
@@ -216,11 +238,15 @@ def _plain_conditions(session: Session, model: type, query: str, limit: int) -> 
     return conditions
 
 
-def _custom_conditions(session: Session, model: type, actor: CrmUser | None, query: str) -> list[tuple]:
+def _custom_conditions(
+    session: Session, model: type, actor: CrmUser | None, query: str, policy: FieldPolicy | None = None
+) -> list[tuple]:
     """Exact matches on the indexed text-like custom fields the actor may see (a licence number,
-    a contract code): each served by the field's expression index."""
+    a contract code): each served by the field's expression index; not those masked for them."""
     conditions = []
     for field in visible_fields(session, model, actor):
+        if policy is not None and not policy.searchable(FIELD_PREFIX + field.api_name):
+            continue
         if field.indexed and getattr(field, "sensitive", False):  # encryption at rest [crypto]
             conditions.append((sensitive_condition(model, field, "eq", query), None, MAX_RESULTS))
         elif field.indexed and storage_kind(field) in TEXTUAL | {"select"}:

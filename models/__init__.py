@@ -14,7 +14,7 @@ from models.customers import (
 )
 from models.notifications import Notification, OutboxMessage
 from models.orders import Invoice, Order, OrderLine, Payment, PaymentPlan, SalesTarget
-from models.permissions import FieldRule, FieldRuleDefault  # field permissions (字段权限)
+from models.permissions import FieldRule  # field permissions (字段权限); also registers FieldRuleDefault
 from models.pools import CustomerPool, CustomerTeamMember, PoolMove, PoolRule
 from models.sales import Interaction, Lead, Opportunity, Pipeline, Product, Stage, StageChange, Task
 from models.security import CrmUser, Department, RoleDataScope
@@ -56,5 +56,4 @@ __all__ = [
     "Department",
     "RoleDataScope",
     "FieldRule",
-    "FieldRuleDefault",
 ]

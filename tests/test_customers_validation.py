@@ -180,7 +180,8 @@ def test_duplicate_is_refused_naming_the_existing_record(api_as, field: str) -> 
         "/api/v1/customer/", json={"name": "东营胜利油服有限公司", field: value}, headers=headers
     )
     assert first.status_code == 201, first.json
-    # another rep, who cannot see the first customer, is still told it exists and who owns it
+    # another rep, who cannot see the first customer, is still told it exists and who owns it:
+    # the owner masked and the department (查重, field permissions), not the record itself
     other, other_headers = api_as("rep_c")
     before = customer_count()
     second = other.post(
@@ -188,8 +189,16 @@ def test_duplicate_is_refused_naming_the_existing_record(api_as, field: str) -> 
     )
     assert second.status_code == 400
     message = " ".join(second.json["message"][field])
-    assert "东营胜利油服有限公司" in message and str(first.json["id"]) in message and "rep_a" in message
+    assert "r**" in message and "一部" in message
+    assert "东营胜利油服有限公司" not in message and f"编号 {first.json['id']}" not in message
     assert customer_count() == before
+    # the rep's manager, who sees the first customer, is told which record it is
+    manager, manager_headers = api_as("manager1")
+    third = manager.post(
+        "/api/v1/customer/", json={"name": unique_name(), field: value}, headers=manager_headers
+    )
+    message = " ".join(third.json["message"][field])
+    assert "东营胜利油服有限公司" in message and str(first.json["id"]) in message and "rep_a" in message
 
 
 def test_update_with_bad_value_changes_nothing(api_as) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -24,13 +25,15 @@ from app.permissions import (
     mask_name,
 )
 from app.services import service_for
-from customfields.definitions import CustomField
 from models.customers import Customer
 from models.permissions import FieldRule
+from models.security import RoleDataScope
 from tests.conftest import PASSWORD, unique_mobile, unique_name, user
 from tests.test_orders import new_order
 
-FINANCE_FIELDS = ["credit_limit", "bank_name", "bank_account", "tax_number", "invoice_title", "invoice_address_phone"]
+FINANCE_FIELDS = [
+    "credit_limit", "bank_name", "bank_account", "tax_number", "invoice_title", "invoice_address_phone",
+]  # fmt: skip
 #: who sees the finance fields by default, among the test organisation's roles
 SEES_FINANCE = {"admin": True, "finance": True, "manager1": False, "rep_a": False}
 
@@ -41,7 +44,8 @@ def _role_pk(name: str) -> int:
 
 
 def valid_id_number() -> str:
-    body = f"370502199{random.randint(0, 9)}0{random.randint(1, 9)}1{random.randint(0, 8)}{random.randint(100, 999)}"
+    birth = f"199{random.randint(0, 9)}0{random.randint(1, 9)}1{random.randint(0, 8)}"
+    body = f"370502{birth}{random.randint(100, 999)}"
     return body + ric.calc_check_digit(body + "0")  # stdnum drops the last character
 
 
@@ -115,7 +119,9 @@ def test_defaults_are_seeded_for_the_built_in_roles() -> None:
 def test_seeding_again_keeps_the_admins_changes(app, api_as) -> None:
     rule = db.session.scalar(
         select(FieldRule).where(
-            FieldRule.role_id == _role_pk("Marketing"), FieldRule.entity == "customer", FieldRule.field == "bank_name"
+            FieldRule.role_id == _role_pk("Marketing"),
+            FieldRule.entity == "customer",
+            FieldRule.field == "bank_name",
         )
     )
     service_for(FieldRule).delete(db.session, rule, None)
@@ -133,7 +139,8 @@ def test_seeding_again_keeps_the_admins_changes(app, api_as) -> None:
             == 0
         )
     finally:
-        db.session.add(FieldRule(role_id=_role_pk("Marketing"), entity="customer", field="bank_name", mode="hidden"))
+        again = FieldRule(role_id=_role_pk("Marketing"), entity="customer", field="bank_name", mode="hidden")
+        db.session.add(again)
         db.session.commit()
 
 
@@ -157,10 +164,9 @@ def test_finance_fields_per_role(api_as, login_as, username: str) -> None:
     )
     assert listed.status_code == 200 and [row["id"] for row in listed.json["result"]] == [pk]
     assert body["bank_account"] not in listed.get_data(as_text=True)
-    refused = client.get(
-        f"/api/v1/customer/?q=(filters:!((col:credit_limit,opr:gt,value:0)))", headers=headers
-    )
-    ordered = client.get("/api/v1/customer/?q=(order_column:credit_limit,order_direction:desc)", headers=headers)
+    refused = client.get("/api/v1/customer/?q=(filters:!((col:credit_limit,opr:gt,value:0)))",
+                         headers=headers)
+    ordered = client.get("/api/v1/customer/?q=(order_column:credit_limit)", headers=headers)
     if not sees:
         assert refused.status_code == 400 and "credit_limit" in refused.json["message"]
         assert ordered.status_code == 400 and "credit_limit" in ordered.json["message"]
@@ -179,6 +185,9 @@ def test_finance_fields_per_role(api_as, login_as, username: str) -> None:
     found = client.get(f"/api/v1/search/?q={body['name']}", headers=headers).json["result"]
     assert [hit["id"] for hit in found] == [pk]
     assert body["bank_account"] not in str(found)
+    if hasattr(Customer, "bank_account_bidx"):  # exact search on the encrypted account (blind index)
+        by_account = client.get(f"/api/v1/search/?q={body['bank_account']}", headers=headers).json["result"]
+        assert (pk in [hit["id"] for hit in by_account]) is sees
     # export (reps export nothing at all: no such permission)
     if username != "rep_a":
         rows = exported(page, f"?_flt_0_name={body['name']}")
@@ -202,7 +211,8 @@ def test_order_collections_hidden_from_sales(api_as) -> None:
         client, headers = api_as(username)
         shown = client.get(f"/api/v1/order/{pk}", headers=headers)
         assert shown.status_code == 200
-        assert ("paid_amount" in shown.json["result"]) is sees and ("invoiced_amount" in shown.json["result"]) is sees
+        result = shown.json["result"]
+        assert ("paid_amount" in result) is sees and ("invoiced_amount" in result) is sees
 
 
 # --- masked in lists only, masked everywhere -------------------------------------------------------------
@@ -210,8 +220,8 @@ def test_mobile_masked_in_a_reps_lists_only(api_as, login_as) -> None:
     pk, body = new_customer(api_as)
     mobile, masked = body["mobile"], mask_mobile(body["mobile"])
     rep, headers = api_as("rep_a")
-    listed = rep.get(f"/api/v1/customer/?q=(filters:!((col:name,opr:eq,value:'{body['name']}')))", headers=headers)
-    assert listed.json["result"][0]["mobile"] == masked
+    by_name = f"/api/v1/customer/?q=(filters:!((col:name,opr:eq,value:'{body['name']}')))"
+    assert rep.get(by_name, headers=headers).json["result"][0]["mobile"] == masked
     assert rep.get(f"/api/v1/customer/{pk}", headers=headers).json["result"]["mobile"] == mobile
     hits = rep.get(f"/api/v1/search/?q={body['name']}", headers=headers).json["result"]
     assert hits[0]["detail"] == masked
@@ -223,10 +233,7 @@ def test_mobile_masked_in_a_reps_lists_only(api_as, login_as) -> None:
     assert mobile in page.get(f"/customerview/show/{pk}").get_data(as_text=True)
     # the manager sees it plain everywhere
     manager, manager_headers = api_as("manager1")
-    listed = manager.get(
-        f"/api/v1/customer/?q=(filters:!((col:name,opr:eq,value:'{body['name']}')))", headers=manager_headers
-    )
-    assert listed.json["result"][0]["mobile"] == mobile
+    assert manager.get(by_name, headers=manager_headers).json["result"][0]["mobile"] == mobile
 
 
 def test_id_number_masked_everywhere_but_for_admin_and_finance(api_as, login_as) -> None:
@@ -243,8 +250,13 @@ def test_id_number_masked_everywhere_but_for_admin_and_finance(api_as, login_as)
         assert (id_number in html) is plain
     rep, headers = api_as("rep_a")
     # masked: not searchable by its value, not changed by the rep (sent back masked it is no change)
-    found = rep.get(f"/api/v1/customer/?q=(filters:!((col:id_number,opr:eq,value:'{id_number}')))", headers=headers)
-    assert found.status_code == 400
+    by_id = f"/api/v1/customer/?q=(filters:!((col:id_number,opr:eq,value:'{id_number}')))"
+    assert rep.get(by_id, headers=headers).status_code == 400
+    assert rep.get(f"/api/v1/search/?q={id_number}", headers=headers).json["result"] == []
+    admin, admin_headers = api_as("admin")
+    if hasattr(Customer, "id_number_bidx"):
+        found = admin.get(f"/api/v1/search/?q={id_number}", headers=admin_headers).json["result"]
+        assert [hit["id"] for hit in found] == [pk]
     same = rep.put(f"/api/v1/customer/{pk}", json={"id_number": masked, "notes": "电话回访"}, headers=headers)
     assert same.status_code == 200, same.json
     changed = rep.put(f"/api/v1/customer/{pk}", json={"id_number": valid_id_number()}, headers=headers)
@@ -263,19 +275,19 @@ def test_read_only_and_hidden_fields_are_not_written(api_as, login_as) -> None:
         rep, headers = api_as("rep_a")
         put = rep.put(f"/api/v1/customer/{pk}", json={"level": "potential", "notes": "改"}, headers=headers)
         assert put.status_code == 403 and "level" in put.json["message"]
-        unchanged = rep.put(f"/api/v1/customer/{pk}", json={"level": "key", "notes": "不改级别"}, headers=headers)
+        unchanged = rep.put(f"/api/v1/customer/{pk}", json={"level": "key", "notes": "不改"}, headers=headers)
         assert unchanged.status_code == 200, unchanged.json
         hidden = rep.put(f"/api/v1/customer/{pk}", json={"credit_limit": 1}, headers=headers)
         assert hidden.status_code == 403 and "credit_limit" in hidden.json["message"]
         posted = rep.post(
-            "/api/v1/customer/", json={"name": unique_name(), "bank_account": "6222000011112222"}, headers=headers
+            "/api/v1/customer/", json={"name": unique_name(), "bank_account": "6222000011112222"},
+            headers=headers,
         )
         assert posted.status_code == 403 and "bank_account" in posted.json["message"]
         page = login_as("rep_a")
         form = page.get(f"/customerview/edit/{pk}").get_data(as_text=True)
-        assert 'name="level"' in form and "disabled" in form.split('name="level"')[0][-300:] + form.split(
-            'name="level"'
-        )[1][:300]
+        level_input = re.search(r"<(input|select)[^>]*name=\"level\"[^>]*>", form)
+        assert level_input is not None and "disabled" in level_input.group(0)
         crafted = page.post(
             f"/customerview/edit/{pk}",
             data={
@@ -335,10 +347,10 @@ def test_data_scope_changed_in_the_browser_applies_at_the_next_request(api_as, l
     admin = login_as("admin")
     admin.post("/roledatascopeview/add", data={"role": str(_role_pk("Sales Rep")), "entity": "customer",
                                                "scope": "department"})  # fmt: skip
-    from models.security import RoleDataScope
-
     scope = db.session.scalar(
-        select(RoleDataScope).where(RoleDataScope.role_id == _role_pk("Sales Rep"), RoleDataScope.entity == "customer")
+        select(RoleDataScope).where(
+            RoleDataScope.role_id == _role_pk("Sales Rep"), RoleDataScope.entity == "customer"
+        )
     )
     assert scope is not None
     try:
@@ -360,14 +372,16 @@ def test_custom_field_through_the_same_rules(api_as, login_as, clean_custom_fiel
     assert created.status_code == 201, created.json
     pk, body = new_customer(api_as, custom={"licence_no": "LIC-2026-00123"})
     rep, headers = api_as("rep_a")
-    assert rep.get(f"/api/v1/customer/{pk}", headers=headers).json["result"]["custom"]["licence_no"] == "LIC-2026-00123"
+    custom = rep.get(f"/api/v1/customer/{pk}", headers=headers).json["result"]["custom"]
+    assert custom["licence_no"] == "LIC-2026-00123"
     rule = add_rule(api_as, "Sales Rep", "customer", "licence_no", "hidden")  # typed without custom.
     assert db.session.get(FieldRule, rule).field == "custom.licence_no"
     try:
         assert "licence_no" not in rep.get(f"/api/v1/customer/{pk}", headers=headers).json["result"]["custom"]
         refused = rep.put(f"/api/v1/customer/{pk}", json={"custom": {"licence_no": "X"}}, headers=headers)
         assert refused.status_code == 403 and "custom.licence_no" in refused.json["message"]
-        assert "LIC-2026-00123" not in login_as("rep_a").get(f"/customerview/show/{pk}").get_data(as_text=True)
+        shown = login_as("rep_a").get(f"/customerview/show/{pk}").get_data(as_text=True)
+        assert "LIC-2026-00123" not in shown
         admin.put(f"/api/v1/fieldrule/{rule}", json={"mode": "masked_list"}, headers=admin_headers)
         assert rep.get(f"/api/v1/customer/{pk}", headers=headers).json["result"]["custom"]["licence_no"] == (
             "LIC-2026-00123"
@@ -435,7 +449,9 @@ def test_duplicate_check_tells_who_owns_it_masked(api_as, login_as, wang_fang) -
     assert checked.status_code == 200, checked.json
     assert checked.json["exists"] is True and "王**" in checked.json["message"]
     (match,) = checked.json["result"]
-    assert match == {"matched": ["mobile"], "visible": False, "owner": "王**", "department": "一部", "in_pool": False}
+    assert match == {
+        "matched": ["mobile"], "visible": False, "owner": "王**", "department": "一部", "in_pool": False,
+    }  # fmt: skip
     text = checked.get_data(as_text=True)
     for secret in (body["name"], body["mobile"], str(pk), "胜利大街", "王芳"):
         assert secret not in text, secret
@@ -443,10 +459,12 @@ def test_duplicate_check_tells_who_owns_it_masked(api_as, login_as, wang_fang) -
     assert by_name["exists"] is True and by_name["result"][0]["owner"] == "王**"
     # creating the same customer is refused with the same answer
     before = db.session.scalar(select(func.count()).select_from(Customer))
-    refused = other.post("/api/v1/customer/", json={"name": unique_name(), "mobile": body["mobile"]}, headers=headers)
+    duplicate = {"name": unique_name(), "mobile": body["mobile"]}
+    refused = other.post("/api/v1/customer/", json=duplicate, headers=headers)
     assert refused.status_code == 400
     message = " ".join(refused.json["message"]["mobile"])
-    assert "王**" in message and "一部" in message and body["name"] not in message and str(pk) not in message
+    assert "王**" in message and "一部" in message
+    assert body["name"] not in message and f"编号 {pk}" not in message
     assert db.session.scalar(select(func.count()).select_from(Customer)) == before
     # the screen: no name, no link to the record
     page = login_as("rep_c").get(f"/customerview/duplicates?mobile={body['mobile']}").get_data(as_text=True)

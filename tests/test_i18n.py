@@ -39,11 +39,11 @@ def test_choice_labels_follow_language(login_as) -> None:
 
 
 def test_amounts_in_cny_and_times_in_local_zone(login_as, api_as) -> None:
-    client, headers = api_as("rep_a")
+    client, headers = api_as("admin")  # the credit limit is for Finance and Admin (field permissions)
     pk = client.post(
         "/api/v1/customer/", json={"name": "东营金额测试", "credit_limit": 1234567.5}, headers=headers
     ).json["id"]
-    page = login_as("rep_a")
+    page = login_as("admin")
     assert "¥1,234,567.50" in page.get(f"/customerview/show/{pk}").get_data(as_text=True)
     page.get("/lang/en")
     assert "CN¥1,234,567.50" in page.get(f"/customerview/show/{pk}").get_data(as_text=True)

@@ -124,6 +124,16 @@ def register_all(appbuilder: AppBuilder) -> None:
             category_label=category_label,
             category_icon=category_icon,
         )
+    # 查重 [fields]: a menu link for everyone who may list customers (its menu access follows theirs)
+    customer_view = next(v for v in appbuilder.baseviews if type(v) is customers.CustomerView)
+    appbuilder.add_link(
+        "Duplicate check",
+        href="/customerview/duplicates",
+        icon="fa-clone",
+        label=_("客户查重"),
+        category=CUSTOMERS,
+        baseview=customer_view,
+    )
     appbuilder.add_view_no_menu(search.SearchView)
     appbuilder.add_view_no_menu(sales.StageView)
     appbuilder.add_view_no_menu(sales.StageChangeView)

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
 from flask import request
 from flask_appbuilder import expose, has_access
+from flask_appbuilder.api import expose as api_expose  # 查重 [fields]
 from flask_appbuilder.models.filters import BaseFilter  # encryption at rest [crypto]
 from flask_appbuilder.models.sqla.filters import FilterEqual, FilterEqualFunction
+from flask_appbuilder.security.decorators import permission_name, protect  # 查重 [fields]
 from flask_babel import lazy_gettext as _
 from sqlalchemy import select
 from wtforms import BooleanField
 
+from app.access import current_actor  # field permissions [fields]
 from app.crypto import EncryptedString, blind_index  # encryption at rest [crypto]
-from app.customers import customer_figures, customer_timeline
+from app.customers import DUPLICATE_FIELDS, customer_figures, customer_timeline, find_duplicates
+from app.errors import DomainError  # 查重 [fields]
 from app.extensions import db
+from app.permissions import field_policy  # field permissions [fields]
 from models.customers import Contact, Customer, CustomerGroup, Industry, Region, Tag
+from models.orders import Order  # field permissions [fields]
 from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView
 from views.orders import OrderView
 from views.pools import CustomerPoolActions, CustomerPoolApiActions, CustomerTeamMemberView
@@ -265,9 +272,42 @@ class CustomerView(CustomerPoolActions, CrmModelView):
             widgets=widgets,
             related_views=self._related_views,
             customer=self.datamodel.get(pk),
-            figures=customer_figures(db.session, int(pk)),
+            figures=self._figures(int(pk)),
             timeline=customer_timeline(db.session, int(pk), moment),
         )
+
+    # --- field permissions and 查重 [fields] ---
+    @staticmethod
+    def _figures(pk: int) -> Any:
+        """The 360 figures without what has been collected when the user may not see it."""
+        figures = customer_figures(db.session, pk)
+        if field_policy(db.session, current_actor(), Order).hidden("paid_amount"):
+            figures = dataclasses.replace(figures, paid_amount=None)
+        return figures
+
+    @expose("/duplicates", methods=["GET"])
+    @has_access
+    @permission_name("list")
+    def duplicates(self) -> Any:
+        """查重: does a customer with this name, mobile, credit code or e-mail exist, and who owns it?
+        Outside the user's data scope only the owner (masked) and the department are told."""
+        given = {field: request.args.get(field, "") for field in DUPLICATE_FIELDS}
+        matches, errors = [], {}
+        if any(given.values()):
+            try:
+                matches = find_duplicates(db.session, given)
+            except DomainError as exc:
+                errors = exc.errors
+        return self.render_template(
+            "crm/customer_duplicates.html",
+            title=_("客户查重"),
+            given=given,
+            checked=any(given.values()) and not errors,
+            matches=matches,
+            errors=errors,
+        )
+
+    # --- end field permissions and 查重 [fields] ---
 
 
 class IndustryView(CrmModelView):
@@ -403,6 +443,38 @@ class CustomerApi(CustomerPoolApiActions, CrmModelApi):
     search_columns = CUSTOMER_FILTERS
     add_query_rel_fields = {"owner": [["id", AssignableUserFilter, None]]}
     edit_query_rel_fields = add_query_rel_fields
+
+    # --- 查重 [fields] ---
+    @api_expose("/duplicates", methods=["GET"])
+    @protect()
+    @permission_name("get")
+    def duplicates(self) -> Any:
+        """查重: whether a customer with this name, mobile, credit code or e-mail exists.
+        ---
+        get:
+          parameters:
+          - {in: query, name: name, schema: {type: string}}
+          - {in: query, name: mobile, schema: {type: string}}
+          - {in: query, name: credit_code, schema: {type: string}}
+          - {in: query, name: email, schema: {type: string}}
+          responses:
+            200:
+              description: >-
+                exists (bool), message, and result: the matches; a match outside the caller's data
+                scope gives only the matched fields, the owner's name masked and the department
+            400: {description: 'nothing given, or a value that is not valid'}
+        """
+        given = {field: request.args.get(field) for field in DUPLICATE_FIELDS}
+
+        def done(matches: list[Any]) -> Any:
+            message = "; ".join(m.message() for m in matches) if matches else str(_("没有找到重复的客户"))
+            return self.response(
+                200, exists=bool(matches), message=message, result=[m.as_dict() for m in matches]
+            )
+
+        return self.answer(lambda: find_duplicates(db.session, given), done)
+
+    # --- end 查重 [fields] ---
 
 
 class ContactApi(CrmModelApi):

@@ -31,11 +31,12 @@ from app.access import (
 )
 from app.errors import DomainError
 from app.extensions import db
+from app.permissions import FieldPolicy, field_key  # field permissions [fields]
 from app.pools import HANDOVER_PARTS, assign, claim, release, set_locked, transfer
 from models.customers import Customer
 from models.pools import POOL_MOVES, CustomerPool, CustomerTeamMember, PoolMove, PoolRule
 from models.security import CrmUser
-from views.base import CrmInterface, CrmModelApi, CrmModelView
+from views.base import CrmInterface, CrmModelApi, CrmModelView, shape_widget
 from views.custom_forms import PREFIX
 from views.widgets import customer_select
 
@@ -237,18 +238,9 @@ def pool_names() -> dict[int, str]:
 
 
 def without_hidden(widget: Any, hidden: set[str]) -> None:
-    """Drop hidden columns from a rendered list or show widget (values stay aligned)."""
-    args = widget.template_args
-    columns = args.get("include_columns") or []
-    keep = [i for i, name in enumerate(columns) if name not in hidden]
-    if isinstance(args.get("value_columns"), list) and "pk" in args:  # a show widget: a list by position
-        args["value_columns"] = [args["value_columns"][i] for i in keep]
-    args["include_columns"] = [columns[i] for i in keep]
-    if args.get("fieldsets"):
-        args["fieldsets"] = [
-            (title, {**spec, "fields": [f for f in spec["fields"] if f not in hidden]})
-            for title, spec in args["fieldsets"]
-        ]
+    """Drop hidden columns from a rendered list or show widget (values stay aligned): the pool's
+    hidden fields go through the same mechanism as the field permissions [fields]."""
+    shape_widget(widget, FieldPolicy(Customer, {field_key(name): "hidden" for name in hidden}), in_list=False)
 
 
 POOL_CUSTOMER_LIST = ["name", "kind", "level", "industry", "city", "pool_id", "pooled_at"]
