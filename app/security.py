@@ -25,7 +25,7 @@ from app.access import DEFAULT_ROLE_SCOPES, department_tree_ids, request_cache
 from app.errors import ErrorCollector
 from app.permissions import seed_default_rules
 from app.services import RecordService, text_up_to
-from models.security import DATA_SCOPES, CrmUser, Department, RoleDataScope
+from models.security import DATA_SCOPES, CrmUser, Department, RoleDataScope, RoleMfaPolicy
 from views.login import CrmAuthDBView, CrmSecurityApi
 
 READ = r"can_(list|show|get|info)"
@@ -322,6 +322,23 @@ class RoleDataScopeService(RecordService):
 
     cleaners = {"entity": lambda v: validators.clean_text(v, 50) or "*"}
     required = {"scope": _("请选择数据范围")}
+
+
+class RoleMfaPolicyService(RecordService):
+    """MFA 策略: one row per role."""
+
+    model = RoleMfaPolicy
+
+    def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
+        role_id = values.get("role_id")
+        if role_id is None:
+            errors.add("role", gettext("请选择角色"))
+            return
+        other = select(RoleMfaPolicy.id).where(RoleMfaPolicy.role_id == role_id)
+        if pk is not None:
+            other = other.where(RoleMfaPolicy.id != pk)
+        if session.scalar(other) is not None:
+            errors.add("role", gettext("该角色已有 MFA 策略，请编辑已有的那一条"))
 
 
 def password_problems(password: str, username: str | None = None) -> list[str]:

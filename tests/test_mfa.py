@@ -214,3 +214,27 @@ def test_default_policies_are_applied_once(app, login_as) -> None:
     assert "Finance" in page
     db.session.execute(delete(RoleMfaPolicy).where(RoleMfaPolicy.role_id == finance.id))
     db.session.commit()
+
+
+def test_admin_sets_a_role_policy_in_the_screen(app, login_as) -> None:
+    role = app.appbuilder.sm.find_role("Marketing")
+    admin = login_as("admin")
+    try:
+        response = admin.post("/rolemfapolicyview/add", data={"role": str(role.id), "required": "y"})
+        assert response.status_code == 302
+        policy = db.session.scalar(select(RoleMfaPolicy).where(RoleMfaPolicy.role_id == role.id))
+        assert policy.required is True
+        response = admin.post("/rolemfapolicyview/add", data={"role": str(role.id), "required": "y"})
+        assert "该角色已有 MFA 策略" in response.get_data(as_text=True)
+        db.session.rollback()
+        assert db.session.scalar(select(func.count()).where(RoleMfaPolicy.role_id == role.id)) == 1
+        response = admin.post(f"/rolemfapolicyview/edit/{policy.id}", data={"role": str(role.id)})
+        assert response.status_code == 302
+        db.session.rollback()
+        assert db.session.get(RoleMfaPolicy, policy.id).required is False
+        # other roles may not change it
+        assert login_as("manager1").get("/rolemfapolicyview/list/").status_code in (302, 403)
+    finally:
+        db.session.rollback()
+        db.session.execute(delete(RoleMfaPolicy).where(RoleMfaPolicy.role_id == role.id))
+        db.session.commit()
