@@ -407,10 +407,15 @@ def policy_for_roles(session: Session, roles: set[str] | None, model: type) -> F
 
 
 def field_policy(session: Session, user: CrmUser | None, model: type) -> FieldPolicy:
-    """The current rules of `user` (None: the system, unrestricted) on `model`'s fields."""
+    """The current rules of `user` (None: the system, unrestricted) on `model`'s fields, built
+    once per request."""
     if user is None or not getattr(user, "is_authenticated", False):
         return FieldPolicy(model)
-    return policy_for_roles(session, {role.name for role in user.roles}, model)
+    cache = request_cache("field_policy")
+    key = (user.id, model)
+    if key not in cache:
+        cache[key] = policy_for_roles(session, {role.name for role in user.roles}, model)
+    return cache[key]
 
 
 def visible_field_names(session: Session, user: CrmUser | None, model: type) -> dict[str, str | None]:

@@ -23,6 +23,7 @@ from app.permissions import (
     mask_id_number,
     mask_mobile,
     mask_name,
+    visible_field_names,
 )
 from app.services import service_for
 from models.customers import Customer
@@ -213,6 +214,17 @@ def test_order_collections_hidden_from_sales(api_as) -> None:
         assert shown.status_code == 200
         result = shown.json["result"]
         assert ("paid_amount" in result) is sees and ("invoiced_amount" in result) is sees
+
+
+def test_api_info_and_dashboards_leave_hidden_fields_out(api_as) -> None:
+    for username, sees in (("rep_a", False), ("admin", True)):
+        client, headers = api_as(username)
+        info = client.get("/api/v1/customer/_info", headers=headers).json
+        names = {column["name"] for column in info["add_columns"]}
+        assert "name" in names and ("bank_account" in names) is sees and ("credit_limit" in names) is sees
+    rep = visible_field_names(db.session, user("rep_a"), Customer)
+    assert "credit_limit" not in rep and rep["mobile"] == "masked_list" and rep["name"] is None
+    assert visible_field_names(db.session, user("finance"), Customer)["credit_limit"] is None
 
 
 # --- masked in lists only, masked everywhere -------------------------------------------------------------

@@ -798,6 +798,19 @@ class CrmModelApi(ModelRestApi):
             if isinstance(data.get(key), dict):
                 data[key] = {k: v for k, v in data[key].items() if not policy.hidden(k)}
 
+    def info_headless(self, **kwargs: Any) -> Any:
+        """FAB's /_info without the fields hidden from the user (add/edit columns, filters)."""
+        payload: dict[str, Any] = {}
+        rison_args = kwargs.get("rison", {})
+        self.set_response_key_mappings(payload, self.info, rison_args, **rison_args)
+        policy = self.field_rules()
+        for key in ("add_columns", "edit_columns"):
+            if isinstance(payload.get(key), list):
+                payload[key] = [c for c in payload[key] if not policy.hidden(str(c.get("name", "")))]
+        if isinstance(payload.get("filters"), dict):
+            payload["filters"] = {k: v for k, v in payload["filters"].items() if policy.searchable(k)}
+        return self.response(200, **payload)
+
     # --- end of field permissions ---------------------------------------------------------------
 
     def _init_model_schemas(self) -> None:
