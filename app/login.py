@@ -32,7 +32,16 @@ VERIFIED = "crm_mfa_ok"
 PENDING_SECONDS = 300
 #: endpoints a user who must enrol MFA may still reach
 ENROL_ENDPOINTS = frozenset(
-    {"MfaView.index", "MfaView.confirm", "CrmAuthDBView.logout", "static", "appbuilder.static"}
+    {
+        "MfaView.index",
+        "MfaView.confirm",
+        "CrmAuthDBView.login",
+        "CrmAuthDBView.code",
+        "CrmAuthDBView.logout",
+        "LocaleView.index",
+        "static",
+        "appbuilder.static",
+    }
 )
 
 
@@ -228,7 +237,7 @@ def protect_cookie_api_writes() -> None:
 def csrf_error(error: CSRFError) -> Response | tuple[Any, int]:
     if request.path.startswith(API_PREFIX):
         message = gettext("缺少或无效的 CSRF 令牌：浏览器会话调用 API 修改数据时须带 X-CSRFToken 请求头")
-        response = jsonify(message=message)
+        response = jsonify(message={"csrf_token": [message]})  # field-keyed, as every 400 of the API
         response.status_code = 400
         return response
     return error.get_response()

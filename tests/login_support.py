@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from flask import Flask, g
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app import create_app
 from app.extensions import db
@@ -15,16 +18,41 @@ from models.audit import AuditLog
 from models.security import CrmUser, Department
 from tests.conftest import PASSWORD, TEST_CONFIG, unique_name
 
+_created: list[int] = []
+
 
 def new_user(app: Flask, role: str = "Sales Rep", password: str = PASSWORD) -> CrmUser:
-    """A user of its own (lock-out and MFA change users: the shared organisation stays as is)."""
+    """A user of its own (lock-out and MFA change users: the shared organisation stays as is);
+    `cleanup_users` takes it away again after the test."""
     sm = app.appbuilder.sm
     username = unique_name("u")
     sm.add_user(username, username, "Test", f"{username}@test.example.cn", sm.find_role(role), password)
     user = db.session.scalar(select(CrmUser).where(CrmUser.username == username))
     user.department_id = db.session.scalar(select(Department.id).where(Department.parent_id.is_(None)))
     db.session.commit()
+    _created.append(user.id)
     return user
+
+
+@pytest.fixture(autouse=True)
+def cleanup_users() -> Iterator[None]:
+    """Other tests count the users of a role (approvers, assignees): the users made here go.
+
+    Import it into a test module to use it (autouse)."""
+    yield
+    db.session.rollback()
+    while _created:
+        user = db.session.get(CrmUser, _created.pop())
+        if user is None:
+            continue
+        user.roles = []
+        user.active = False
+        db.session.commit()
+        try:
+            db.session.delete(user)
+            db.session.commit()
+        except IntegrityError:  # something of theirs stays: the user stays, inactive, role-less
+            db.session.rollback()
 
 
 def post_login(client: FlaskClient, username: str, password: str = PASSWORD) -> Any:

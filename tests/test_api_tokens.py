@@ -13,7 +13,12 @@ from models.base import utcnow
 from models.customers import Tag
 from models.security import ApiToken, RoleMfaPolicy
 from tests.conftest import token_for, unique_name
-from tests.login_support import audit_actions, new_user, other_app
+from tests.login_support import (
+    audit_actions,
+    cleanup_users,  # noqa: F401  (autouse)
+    new_user,
+    other_app,
+)
 
 
 def create(client, name: str = "ERP 同步", scope: str = "read", expires_days: str = "") -> str:

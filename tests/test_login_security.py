@@ -15,7 +15,15 @@ from models.base import utcnow
 from models.customers import Tag
 from models.security import CrmUser
 from tests.conftest import PASSWORD, token_for, unique_name
-from tests.login_support import api_login, audit_actions, csrf_from, new_user, other_app, post_login
+from tests.login_support import (
+    api_login,
+    audit_actions,
+    cleanup_users,  # noqa: F401  (autouse)
+    csrf_from,
+    new_user,
+    other_app,
+    post_login,
+)
 
 WEAK = [
     ("Ab1!", "至少 10 个字符"),  # too short
@@ -202,7 +210,7 @@ def test_cookie_api_writes_need_the_csrf_token(csrf_app) -> None:
         name = unique_name("标签")
         response = client.post("/api/v1/tag/", json={"name": name})
         assert response.status_code == 400
-        assert "X-CSRFToken" in response.json["message"]
+        assert "X-CSRFToken" in response.json["message"]["csrf_token"][0]
         assert db.session.scalar(select(func.count()).where(Tag.name == name)) == 0
         assert client.get("/api/v1/tag/").status_code == 200  # reading needs no token
         token = csrf_from(client.get("/api-tokens/").get_data(as_text=True))

@@ -14,7 +14,13 @@ from sqlalchemy import delete, func, select, text
 from app import mfa
 from app.extensions import db
 from models.security import MfaRecoveryCode, RoleMfaPolicy, UserMfa
-from tests.login_support import api_login, audit_actions, new_user, post_login
+from tests.login_support import (
+    api_login,
+    audit_actions,
+    cleanup_users,  # noqa: F401  (autouse)
+    new_user,
+    post_login,
+)
 
 
 def enrol(app, login_as, role: str = "Sales Rep") -> tuple[object, pyotp.TOTP, list[str]]:
