@@ -130,6 +130,8 @@ CRM_API_LOGIN_RATE_LIMIT = os.environ.get("CRM_API_LOGIN_RATE_LIMIT", AUTH_RATE_
 CRM_PUBLIC_FORM_RATE_LIMIT = os.environ.get("CRM_PUBLIC_FORM_RATE_LIMIT", "5 per minute")  # per IP
 RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "keguan")
 RATELIMIT_HEADERS_ENABLED = True  # Retry-After (and X-RateLimit-*) on limited endpoints
+# Personal API tokens (Bearer kg_...) pass FAB's API-key check in protect() (app/security.py)
+FAB_API_KEY_ENABLED = True
 # Sessions: permanent (so PERMANENT_SESSION_LIFETIME is an idle timeout); cookies secure on HTTPS
 SESSION_REFRESH_EACH_REQUEST = True
 REMEMBER_COOKIE_HTTPONLY = True

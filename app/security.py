@@ -209,6 +209,25 @@ class CrmSecurityManager(SecurityManager):
     def create_limiter(self, app: Any) -> Limiter:
         return ratelimit.create_limiter(app)
 
+    # --- personal API tokens (app/tokens.py) through FAB's API-key path in protect() ----------
+    # app.tokens.authenticate_request has checked the `Bearer kg_...` header before the view
+    # (401/403 there); FAB_API_KEY_ENABLED makes protect() accept that user on every API, FAB's
+    # own security API included, instead of asking for a JWT.
+    def extract_api_key_from_request(self) -> str | None:  # type: ignore[override]
+        return "kg_" if getattr(g, "_api_key_user", False) else None
+
+    def validate_api_key(self, api_key_string: str) -> Any:
+        return g.user if getattr(g, "_api_key_user", False) else None
+
+    def register_views(self) -> None:
+        """FAB's views, without FAB's own API-key API (its sst_ keys): KeGuan's tokens replace it."""
+        enabled = current_app.config.get("FAB_API_KEY_ENABLED", False)
+        current_app.config["FAB_API_KEY_ENABLED"] = False
+        try:
+            super().register_views()
+        finally:
+            current_app.config["FAB_API_KEY_ENABLED"] = enabled
+
     def on_user_login(self, user: Any) -> None:
         login_service.on_success(user)
 
