@@ -66,9 +66,11 @@ def add_row(
     details: dict | None = None,
     user_id: int | None = None,
     username: str | None = None,
+    context: tuple[int | None, str | None, str | None] | None = None,
+    safe: bool = False,
 ) -> None:
-    """Queue one audit row on the session's transaction."""
-    who_id, who_name, ip = request_context()
+    """Queue one audit row on the session's transaction (`safe`: changes are JSON-ready)."""
+    who_id, who_name, ip = context or request_context()
     if user_id is None and username is None:
         user_id, username = who_id, who_name
     pending_rows(session).append(
@@ -80,7 +82,7 @@ def add_row(
             "action": action,
             "entity": entity,
             "entity_id": None if entity_id is None else str(entity_id),
-            "changes": jsonable(changes) if changes else None,
+            "changes": (changes if safe else jsonable(changes)) if changes else None,
             "details": jsonable(details) if details else None,
         }
     )
@@ -178,9 +180,11 @@ def write_pending(session: Session) -> int:
         row["id"] = last_id
         row["prev_hash"] = last_hash
         row["hash"] = last_hash = row_hash(row)
+    # executemany of one cached statement: PostgreSQL (insertmanyvalues) and PyMySQL send it as
+    # multi-row INSERTs, SQLite runs it in C; a multi-row .values() would be compiled each time
     table = AuditLog.__table__
     for start in range(0, len(rows), INSERT_BATCH):
-        connection.execute(insert(table).values(rows[start : start + INSERT_BATCH]))
+        connection.execute(insert(table), rows[start : start + INSERT_BATCH])
     connection.execute(
         update(head_table).where(head_table.c.id == 1).values(last_id=last_id, last_hash=last_hash)
     )
@@ -272,6 +276,7 @@ def ignore_columns(table: str, *columns: str) -> None:
 def redact_columns(table: str, *columns: str) -> None:
     """Declare secret columns of `table`: their changes are recorded as "***"."""
     REDACTED_COLUMNS.setdefault(table, set()).update(columns)
+    _SECRET_CACHE.clear()
 
 
 def entity_of(table_name: str) -> str:
@@ -280,6 +285,18 @@ def entity_of(table_name: str) -> str:
 
 
 def _is_secret(table: Any, column: Any) -> bool:
+    key = (table.name, column.name)
+    found = _SECRET_CACHE.get(key)
+    if found is None:
+        found = _SECRET_CACHE[key] = _looks_secret(table, column)
+    return found
+
+
+#: (table, column) -> secret? (cleared when redact_columns() adds some)
+_SECRET_CACHE: dict[tuple[str, str], bool] = {}
+
+
+def _looks_secret(table: Any, column: Any) -> bool:
     if column.name in REDACTED_COLUMNS.get(table.name, ()):
         return True
     if getattr(column.type, "audit_redact", False) or "Encrypt" in type(column.type).__name__:
@@ -437,10 +454,7 @@ def _record_flush(session: Session, flush_context: Any) -> None:
                 continue
             rows.append((action, entity_of(_table_of(mapper).name), _entity_id(mapper, state), changes))
     if rows:
-        user_id, username = _actor(session) if not has_request_context() else (None, None)
-        for action, entity, entity_id, changes in rows:
-            add_row(session, action, entity=entity, entity_id=entity_id, changes=changes,
-                    user_id=user_id, username=username)
+        _queue_many(session, rows)
 
 
 class AuditLogReadOnly(Exception):
@@ -473,6 +487,7 @@ def _record_bulk(state: ORMExecuteState) -> Any:
     session = state.session
     if name is None or name in SKIPPED_TABLES or session.info.get(DISABLED):
         return None
+    table = AuditLog.metadata.tables.get(name, table)  # the plain Table, not an annotated copy
     if state.is_update:
         return _bulk_update(state, table)
     if state.is_delete:
@@ -519,9 +534,10 @@ def _literal(value: Any) -> tuple[bool, Any]:
 
 def _queue_many(session: Session, rows: list[tuple[str, str, str | None, dict]]) -> None:
     user_id, username = _actor(session) if not has_request_context() else (None, None)
+    context = request_context()
     for action, entity, entity_id, changes in rows:
         add_row(session, action, entity=entity, entity_id=entity_id, changes=changes,
-                user_id=user_id, username=username)
+                user_id=user_id, username=username, context=context, safe=True)
     if len(pending_rows(session)) >= EARLY_WRITE:
         write_pending(session)  # memory stays bounded in a very large transaction
 
