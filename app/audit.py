@@ -237,6 +237,8 @@ SKIPPED_TABLES = {
 IGNORED_COLUMNS: dict[str, set[str]] = {
     "*": {"updated_at", "updated_by_id", "changed_on", "changed_by_fk"},
     "ab_user": {"last_login", "login_count", "fail_login_count"},
+    "crm_user_mfa": {"last_step"},  # the TOTP replay guard, moved at every login
+    "crm_api_token": {"last_used_at", "last_used_ip"},  # a token's last use, once a minute
 }
 
 #: Secrets, recorded as changed ("***") but never with their value. Other modules add theirs with
@@ -247,7 +249,7 @@ REDACTED_COLUMNS: dict[str, set[str]] = {
     "ab_api_key": {"key_hash", "lookup_hash"},
     "ab_register_user": {"password", "registration_hash"},
 }
-_SECRET_WORDS = ("password", "secret", "totp", "otp_", "recovery", "token_hash", "key_hash", "blind", "hmac")
+_SECRET_WORDS = ("password", "secret", "totp", "otp_", "recovery", "_hash", "_bidx", "blind", "hmac")
 REDACTED = "***"
 
 #: Derived columns, recomputed in bulk from other audited data (purchase frequency from orders

@@ -7,6 +7,7 @@ import threading
 import pytest
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
+from stdnum.cn import ric
 
 from app.audit import AuditLogReadOnly, history_clause, record_event, verify
 from app.extensions import db
@@ -150,6 +151,31 @@ def test_secrets_are_never_recorded(app) -> None:
     db.session.commit()
     change = entity_rows("ab_user", person.id)[-1]
     assert change.changes == {"password": ["***", "***"]}
+
+
+def test_encrypted_columns_and_sensitive_custom_fields_recorded_without_value(
+    api_as, clean_custom_fields
+) -> None:
+    body = "37050219900307123"
+    id_number = body + ric.calc_check_digit(body + "0")  # stdnum ignores the last character
+    secret_field = define(api_as, field_type="text", label_zh="审计密文", sensitive=True)
+    client, headers = api_as("rep_a")
+    created = client.post(
+        "/api/v1/customer/",
+        json={"name": unique_name("加密客户"), "kind": "individual", "id_number": id_number,
+              "custom": {secret_field["api_name"]: "秘密值ABC"}},
+        headers=headers,
+    )
+    assert created.status_code == 201, created.json
+    (insert,) = entity_rows("customer", created.json["id"])
+    assert insert.changes["id_number"] == [None, "***"]
+    assert insert.changes[f"custom.{secret_field['api_name']}"] == [None, "***"]
+    assert all(value in (None, "***") for value in insert.changes.get("id_number_bidx", [None]))
+    with db.engine.connect() as connection:
+        stored = connection.execute(
+            text("SELECT changes FROM crm_audit_log WHERE id = :id"), {"id": insert.id}
+        ).scalar()
+    assert id_number not in str(stored) and "秘密值ABC" not in str(stored)
 
 
 def test_the_orm_refuses_to_change_audit_rows() -> None:
