@@ -56,7 +56,6 @@ MENU = [
     (pools.CustomerPoolView, "Customer pools", _("公海设置"), "fa-life-ring", SETTINGS),
     (security.DepartmentView, "Departments", _("部门"), "fa-sitemap", SETTINGS),
     (security.RoleDataScopeView, "Data scopes", _("数据权限"), "fa-filter", SETTINGS),
-    (permissions.FieldRuleView, "Field rules", _("字段权限"), "fa-eye-slash", SETTINGS),  # beside 数据权限
     (customfields.CustomFieldView, "Custom fields", _("自定义字段"), "fa-sliders", SETTINGS),
     (customers.IndustryView, "Industries", _("行业"), "fa-industry", SETTINGS),
     (customers.RegionView, "Regions", _("行政区划"), "fa-map", SETTINGS),
@@ -124,6 +123,25 @@ def register_all(appbuilder: AppBuilder) -> None:
             category_label=category_label,
             category_icon=category_icon,
         )
+    # field permissions [fields]: 字段权限 in the security menu, beside a link to 数据权限 (data scopes)
+    appbuilder.add_view(
+        permissions.FieldRuleView,
+        "Field rules",
+        label=_("字段权限"),
+        icon="fa-eye-slash",
+        category="Security",
+        category_label=_("Security"),
+        category_icon="fa-cogs",
+    )
+    scope_view = next(v for v in appbuilder.baseviews if type(v) is security.RoleDataScopeView)
+    appbuilder.add_link(
+        "Data scopes (security menu)",
+        href="/roledatascopeview/list/",
+        label=_("数据权限"),
+        icon="fa-filter",
+        category="Security",
+        baseview=scope_view,
+    )
     # 查重 [fields]: a menu link for everyone who may list customers (its menu access follows theirs)
     customer_view = next(v for v in appbuilder.baseviews if type(v) is customers.CustomerView)
     appbuilder.add_link(
