@@ -15,7 +15,7 @@ from models.audit import AuditLog
 from models.customers import Customer
 from models.pools import PoolMove
 from models.security import Department
-from tests.conftest import unique_mobile, unique_name, user
+from tests.conftest import login, unique_mobile, unique_name, user
 from tests.customfield_support import create_customer, define
 
 
@@ -387,3 +387,19 @@ def test_database_refuses_to_change_audit_rows_on_postgresql() -> None:
     ):
         with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as connection:
             connection.execute(text(sql), {"id": row_id})
+
+
+def test_login_and_failed_login_are_recorded(client) -> None:
+    start = db.session.scalar(select(func.max(AuditLog.id))) or 0
+    db.session.rollback()
+    failed = client.post("/login/", data={"username": "rep_b", "password": "wrong"},
+                         environ_base={"REMOTE_ADDR": "10.9.8.7"})
+    assert failed.status_code in (200, 302, 401)
+    login(client, "rep_b")
+    rows = list(db.session.scalars(select(AuditLog).where(AuditLog.id > start).order_by(AuditLog.id)))
+    actions = [(row.action, row.username) for row in rows]
+    assert ("login_failed", "rep_b") in actions and ("login", "rep_b") in actions
+    failure = next(row for row in rows if row.action == "login_failed")
+    assert failure.ip == "10.9.8.7"
+    # FAB's login bookkeeping (last_login, login_count, fail_login_count) is not a change row
+    assert not any(row.action == "update" and row.entity == "ab_user" for row in rows)
