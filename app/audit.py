@@ -20,7 +20,7 @@ import click
 from flask import current_app, has_request_context, request
 from flask.cli import AppGroup
 from flask_babel import gettext as _
-from sqlalchemy import BindParameter, Integer, event, func, insert, inspect, select, update
+from sqlalchemy import BindParameter, Integer, Text, event, func, insert, inspect, select, type_coerce, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from app.extensions import db
@@ -710,6 +710,9 @@ def _bulk_insert(state: ORMExecuteState, table: Any) -> Any:
 # --- verification -----------------------------------------------------------------------------
 
 
+_JSON = json.JSONDecoder()
+
+
 @dataclass
 class VerifyReport:
     """What `verify` found: rows checked, the last id, and the problems (first ones only)."""
@@ -738,13 +741,23 @@ def verify(
     previous_hash: str | None = None
     last = (from_id - 1) if from_id else 0
     connection = session.connection()
+    # JSON as text, parsed here without json.loads' whitespace regexes (a third of the time);
+    # PostgreSQL's driver hands JSONB over parsed anyway
+    raw = {"changes", "details"} | ({"created_at"} if connection.dialect.name == "sqlite" else set())
+    columns = [type_coerce(c, Text).label(c.name) if c.name in raw else c for c in table.columns]
     while len(report.problems) < limit:
         rows = connection.execute(
-            select(*table.columns).where(table.c.id > last).order_by(table.c.id).limit(batch)
+            select(*columns).where(table.c.id > last).order_by(table.c.id).limit(batch)
         ).mappings().all()
         if not rows:
             break
-        for row in rows:
+        for found in rows:
+            row = dict(found)
+            if isinstance(row["created_at"], str):
+                row["created_at"] = dt.datetime.fromisoformat(row["created_at"])
+            for name in ("changes", "details"):
+                if isinstance(row[name], str):
+                    row[name] = _JSON.raw_decode(row[name])[0]
             row_id = int(row["id"])
             if previous_id is None:
                 if from_id is None and (row_id != 1 or row["prev_hash"] != GENESIS):
@@ -755,7 +768,7 @@ def verify(
                 report.problems.append(
                     _("记录 #%(b)s 的前一哈希与 #%(a)s 不符: #%(a)s 被改写", a=previous_id, b=row_id)
                 )
-            if row_hash(dict(row)) != row["hash"]:
+            if row_hash(row) != row["hash"]:
                 report.problems.append(_("记录 #%(id)s 被修改 (哈希不符)", id=row_id))
             previous_id, previous_hash = row_id, row["hash"]
             report.checked += 1
