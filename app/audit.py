@@ -33,6 +33,8 @@ __all__ = ["record_event", "GENESIS", "row_hash"]
 GENESIS = "0" * 64
 #: the session.info key of the rows waiting for the commit
 PENDING = "crm_audit_pending"
+#: the session.info key of the sensitive custom fields per table, for one transaction
+SENSITIVE = "crm_audit_sensitive"
 #: rows per INSERT statement (one statement, many VALUES)
 INSERT_BATCH = 1000
 
@@ -216,6 +218,13 @@ def _forget_rolled_back(session: Session, previous_transaction: SessionTransacti
     elif previous_transaction.parent is None:
         session.info.pop(PENDING, None)
         session.info.pop(PENDING + "_marks", None)
+        session.info.pop(SENSITIVE, None)
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_definitions(session: Session) -> None:
+    """Which custom fields are sensitive is read again in the next transaction."""
+    session.info.pop(SENSITIVE, None)
 
 
 # --- what is recorded ------------------------------------------------------------------------
@@ -313,7 +322,7 @@ def _ignored(table_name: str) -> set[str]:
 
 def _sensitive_custom_fields(session: Session, table_name: str) -> set[str]:
     """API names of the custom fields marked sensitive (stored encrypted) for this entity."""
-    cache = session.info.setdefault("crm_audit_sensitive", {})
+    cache = session.info.setdefault(SENSITIVE, {})
     if table_name not in cache:
         names: set[str] = set()
         try:
@@ -401,6 +410,7 @@ def _collection_changes(mapper: Any, state: Any) -> dict[str, list[Any]]:
 def _row_changes(session: Session, mapper: Any, state: Any, action: str) -> dict[str, list[Any]]:
     table = _table_of(mapper)
     ignored = _ignored(table.name) if action == "update" else set()
+    known = session.info.get(OLD_VALUES, {}).pop(id(state), {})
     changes: dict[str, list[Any]] = {}
     for attr in mapper.column_attrs:
         if attr.key in ignored or len(attr.columns) != 1:
@@ -412,7 +422,7 @@ def _row_changes(session: Session, mapper: Any, state: Any, action: str) -> dict
             history = state.attrs[attr.key].history
             if not history.has_changes():
                 continue
-            old = history.deleted[0] if history.deleted else None
+            old = history.deleted[0] if history.deleted else known.get(attr.key)
             new = history.added[0] if history.added else None
         else:
             value = state.dict.get(attr.key)
@@ -435,6 +445,45 @@ def _refuse_audit_edits(session: Session, flush_context: Any, instances: Any) ->
             raise AuditLogReadOnly()
 
 
+#: session.info key: old values read just before the flush, for attributes set while expired
+OLD_VALUES = "crm_audit_old_values"
+
+
+def init_app(app: Any) -> None:
+    """Hooks that must run after every other before_flush (services set values there)."""
+    if not event.contains(Session, "before_flush", _read_unknown_old_values):
+        event.listen(Session, "before_flush", _read_unknown_old_values)
+
+
+def _read_unknown_old_values(session: Session, flush_context: Any, instances: Any) -> None:
+    """An attribute set on an expired record (after a commit) has no old value in its history:
+    read those from the database while it still holds them, one SELECT per table."""
+    if session.info.get(DISABLED):
+        return
+    wanted: dict[Any, dict[Any, tuple[Any, list[str]]]] = {}
+    for item in session.dirty:
+        state = inspect(item)
+        mapper = state.mapper
+        if state.identity is None or len(mapper.primary_key) != 1 or not _audited(mapper):
+            continue
+        keys = []
+        for attr in mapper.column_attrs:
+            history = state.attrs[attr.key].history
+            if history.added and not history.deleted and not history.unchanged:
+                keys.append(attr.key)
+        if keys:
+            wanted.setdefault(mapper, {})[state.identity[0]] = (state, keys)
+    found = session.info.setdefault(OLD_VALUES, {})
+    for mapper, items in wanted.items():
+        names = sorted({key for _state, keys in items.values() for key in keys})
+        columns = [mapper.get_property(name).columns[0].label(name) for name in names]
+        (key_column,) = mapper.primary_key
+        rows = _read_by_ids(session, [key_column.label("pk__"), *columns], key_column, list(items))
+        for row in rows:
+            state, keys = items[row["pk__"]]
+            found[id(state)] = {key: row[key] for key in keys}
+
+
 @event.listens_for(Session, "after_flush")
 def _record_flush(session: Session, flush_context: Any) -> None:
     """One audit row per inserted, updated or deleted record of this flush.
@@ -455,6 +504,7 @@ def _record_flush(session: Session, flush_context: Any) -> None:
             if action == "update" and not changes:
                 continue
             rows.append((action, entity_of(_table_of(mapper).name), _entity_id(mapper, state), changes))
+    session.info.pop(OLD_VALUES, None)
     if rows:
         _queue_many(session, rows)
 
@@ -490,6 +540,10 @@ def _record_bulk(state: ORMExecuteState) -> Any:
     if name is None or name in SKIPPED_TABLES or session.info.get(DISABLED):
         return None
     table = AuditLog.metadata.tables.get(name, table)  # the plain Table, not an annotated copy
+    if state.is_orm_statement and session.autoflush and state.execution_options.get("autoflush", True):
+        # SQLAlchemy runs this hook before its own autoflush: flush now, so that the rows read
+        # before the statement are the ones it will see
+        session.flush()
     if state.is_update:
         return _bulk_update(state, table)
     if state.is_delete:

@@ -403,3 +403,22 @@ def test_login_and_failed_login_are_recorded(client) -> None:
     assert failure.ip == "10.9.8.7"
     # FAB's login bookkeeping (last_login, login_count, fail_login_count) is not a change row
     assert not any(row.action == "update" and row.entity == "ab_user" for row in rows)
+
+
+def test_bulk_statement_sees_pending_orm_changes_and_records_old_values() -> None:
+    customer = Customer(name=unique_name("批量旧值"), owner_id=user("rep_a").id, level="normal")
+    db.session.add(customer)
+    db.session.commit()
+    customer.level = "key"  # pending, flushed before the bulk statement reads the old values
+    db.session.execute(
+        update(Customer).where(Customer.id == customer.id).values(level="potential")
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    first, second = entity_rows("customer", customer.id)[-2:]
+    assert first.changes["level"] == ["normal", "key"]
+    assert second.changes["level"] == ["key", "potential"]
+    db.session.execute(delete(Customer).where(Customer.id == customer.id))
+    db.session.commit()
+    gone = entity_rows("customer", customer.id)[-1]
+    assert gone.action == "delete" and gone.changes["level"] == ["potential", None]
