@@ -53,6 +53,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.add_template_filter(cny, "crm_cny")
     cli.init_app(app)
+    audit.init_app(app)  # audit: its last before_flush hook (after the services')
     app.after_request(_security_headers)
     if app.config.get("CRM_PROXIES"):
         hops = app.config["CRM_PROXIES"]
