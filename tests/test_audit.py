@@ -15,7 +15,7 @@ from models.audit import AuditLog
 from models.customers import Customer
 from models.pools import PoolMove
 from models.security import Department
-from tests.conftest import login, unique_mobile, unique_name, user
+from tests.conftest import PASSWORD, login, unique_mobile, unique_name, user
 from tests.customfield_support import create_customer, define
 
 
@@ -146,7 +146,10 @@ def test_role_and_permission_changes_recorded(app) -> None:
 
 
 def test_secrets_are_never_recorded(app) -> None:
-    person = user("rep_c")
+    sm = app.appbuilder.sm
+    name = unique_name("audit_pw_")
+    sm.add_user(name, name, "Test", f"{name}@test.example.cn", sm.find_role("Sales Rep"), PASSWORD)
+    person = user(name)  # a user of its own: the changed password must not lock others out
     person.password = "scrypt:fake-hash-value"
     db.session.commit()
     change = entity_rows("ab_user", person.id)[-1]
