@@ -45,6 +45,7 @@ from app.access import scope_clause
 from app.cli import ensure_admin, setup_database
 from app.extensions import db
 from app.search import search_statements
+from app.worker import analyze_tables
 from bench import custom, money, sales
 from bench.common import (
     DEFAULT_TARGET_MS,
@@ -128,10 +129,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "time the recycle run, pool lists, claims, handover and order creation (default: on)",
     )
     parser.add_argument(
-        "--analyze",
-        action="store_true",
-        help="run ANALYZE crm_customer before timing (planner statistics, on SQLite and on the "
-        "ix_cf_ expressions; changes the database for later runs: use a copy)",
+        "--statistics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="on SQLite, take planner statistics before timing when the database has none, as the "
+        "worker's nightly statistics job (app.worker.analyze_tables) does after the first night "
+        "(default: on; --no-statistics times the plans SQLite guesses without them)",
     )
     parser.add_argument(
         "--explain",
@@ -235,10 +238,8 @@ def build(app: Flask, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def analyze(engine: Engine) -> float | None:
-    """PostgreSQL: refresh planner statistics after the bulk load, as autovacuum soon would.
-
-    SQLite is left as the application leaves it (KeGuan runs no ANALYZE / PRAGMA optimize).
-    """
+    """PostgreSQL: refresh planner statistics after the bulk load, as autovacuum soon would
+    (SQLite: the worker's nightly job, see nightly_statistics)."""
     if engine.dialect.name != "postgresql":
         return None
     started = time.perf_counter()
@@ -249,15 +250,22 @@ def analyze(engine: Engine) -> float | None:
     return seconds
 
 
-def analyze_customers(engine: Engine) -> float:
-    """ANALYZE crm_customer: SQLite's sqlite_stat1, PostgreSQL's statistics of the expressions
-    of the ix_cf_ indexes (neither exists until someone runs ANALYZE after the index is built)."""
-    started = time.perf_counter()
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ANALYZE crm_customer")
-    seconds = round(time.perf_counter() - started, 1)
-    print(f"ANALYZE crm_customer in {seconds:.1f}s", flush=True)
-    return seconds
+def nightly_statistics(app: Flask) -> float | None:
+    """SQLite: the worker's daily statistics job, once, when no table has statistics yet (right
+    after generation); the database keeps them, as a running installation would."""
+    with app.app_context():
+        session = db.session
+        if session.get_bind().dialect.name != "sqlite":
+            return None
+        present = session.scalar(text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"))
+        if present and session.scalar(text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'crm_task'")):
+            return None
+        started = time.perf_counter()
+        tables = analyze_tables(session)
+        seconds = round(time.perf_counter() - started, 1)
+        print(f"nightly statistics job: {tables} tables analysed in {seconds:.1f}s", flush=True)
+        db.session.remove()
+        return seconds
 
 
 # --- who, and on which records --------------------------------------------------------------
@@ -720,12 +728,12 @@ def main(argv: list[str] | None = None) -> int:
         info["sales"] = sales.prepare(app, args.seed)
     if args.money and (args.build_only or money.wanted(args)):
         info["money"] = money.prepare(app, args.seed)
+    if args.statistics:
+        info["statistics_seconds"] = nightly_statistics(app)
     if args.build_only:
         return 0
     with app.app_context():
         queries = QueryLog(db.engine)
-        if args.analyze:
-            info["analyze_customers_seconds"] = analyze_customers(db.engine)
     rng = random.Random(args.seed)
     actors = make_actors(app, args.warmup + args.repeat, rng)
     operations = OPERATIONS + (custom.OPERATIONS if args.custom_fields else [])

@@ -169,7 +169,7 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     street: Mapped[str | None] = mapped_column(String(255))
     # classification
     source: Mapped[str | None] = mapped_column(String(20), index=True)
-    level: Mapped[str] = mapped_column(String(20), nullable=False, default="normal", index=True)
+    level: Mapped[str] = mapped_column(String(20), nullable=False, default="normal")
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="prospect", index=True)
     purchase_frequency: Mapped[str | None] = mapped_column(String(10), index=True)
     locality: Mapped[str | None] = mapped_column(String(10))
@@ -227,6 +227,11 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
         Index("ix_customer_name", "name"),
         Index("ix_customer_owner_name", "owner_id", "name"),
         Index("ix_customer_department_name", "department_id", "name"),
+        # a level within the data scope (the workbench's key customers, list filters): the scope's
+        # OR of owner and departments reads these alone. A level-only index made SQLite (no
+        # planner statistics) walk every key customer of the company instead.
+        Index("ix_customer_owner_level", "owner_id", "level"),
+        Index("ix_customer_department_level", "department_id", "level"),
         # the pool screens: a pool's customers newest first, and all pools' (pooled_at is set
         # only while a customer sits in a pool)
         Index("ix_customer_pool_pooled", "pool_id", "pooled_at"),
