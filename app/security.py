@@ -362,7 +362,7 @@ class RoleMfaPolicyService(RecordService):
 
 def password_problems(password: str, username: str | None = None) -> list[str]:
     """What a password lacks: CRM_PASSWORD_MIN_LENGTH characters, CRM_PASSWORD_MIN_CLASSES of
-    lower case, upper case, digits and symbols, and it must not be the username (nor reversed)."""
+    lower case, upper case, digits and symbols, and it must not contain the username (nor reversed)."""
     config = current_app.config
     problems = []
     min_length = int(config.get("CRM_PASSWORD_MIN_LENGTH", 10))
@@ -379,9 +379,9 @@ def password_problems(password: str, username: str | None = None) -> list[str]:
     )
     if classes < min_classes:
         problems.append(gettext("密码须包含小写字母、大写字母、数字、符号中的至少 %(n)s 类", n=min_classes))
-    name = (username or "").strip().lower()
-    if name and password.strip().lower() in {name, name[::-1]}:
-        problems.append(gettext("密码不能与用户名相同"))
+    name, lowered = (username or "").strip().lower(), password.lower()
+    if len(name) >= 3 and (name in lowered or name[::-1] in lowered):
+        problems.append(gettext("密码不能包含用户名"))
     return problems
 
 

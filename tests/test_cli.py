@@ -81,7 +81,7 @@ def test_first_run_on_an_empty_database_loads_the_demo_company(tmp_path, monkeyp
     from models.security import Department
     from tests.conftest import TEST_CONFIG
 
-    monkeypatch.setenv("CRM_ADMIN_PASSWORD", "Demo-Admin-2026!")
+    monkeypatch.setenv("CRM_ADMIN_PASSWORD", "Demo-Kegu4n-2026!")
     monkeypatch.setenv("CRM_DEMO_PASSWORD", "Demo-Users-2026!")
     demo_app = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/demo.db"})
     with demo_app.app_context():
