@@ -110,9 +110,9 @@ FAB_PASSWORD_COMPLEXITY_ENABLED = True
 WTF_CSRF_ENABLED = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", _env_bool("CRM_HTTPS", False))  # [login]
+SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", _env_bool("CRM_HTTPS", False))
 PERMANENT_SESSION_LIFETIME = int(os.environ.get("CRM_SESSION_SECONDS", str(8 * 3600)))
-# --- Login and API security (app/login.py, app/mfa.py, app/tokens.py, app/ratelimit.py) [login] ---
+# --- Login and API security (app/login.py, app/mfa.py, app/tokens.py, app/ratelimit.py) ---
 # Passwords: at least this long, with this many of lower/upper/digits/symbols, not the username
 CRM_PASSWORD_MIN_LENGTH = int(os.environ.get("CRM_PASSWORD_MIN_LENGTH", "10"))
 CRM_PASSWORD_MIN_CLASSES = int(os.environ.get("CRM_PASSWORD_MIN_CLASSES", "3"))
@@ -137,8 +137,7 @@ SESSION_REFRESH_EACH_REQUEST = True
 REMEMBER_COOKIE_HTTPONLY = True
 REMEMBER_COOKIE_SAMESITE = "Lax"
 REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
-# --- end login and API security [login] ---
-# --- Encryption at rest (app/crypto.py; README "Encryption at rest") [crypto] ---
+# --- Encryption at rest (app/crypto.py; README "Encryption at rest") ---
 # The current key (base64 of 32 bytes); older keys still read until `flask crm rotate-key` ran
 CRM_ENCRYPTION_KEY = os.environ.get("CRM_ENCRYPTION_KEY", "")
 CRM_ENCRYPTION_KEYS = os.environ.get("CRM_ENCRYPTION_KEYS", "")  # comma-separated, base64
@@ -146,7 +145,6 @@ CRM_ENCRYPTION_KEYS = os.environ.get("CRM_ENCRYPTION_KEYS", "")  # comma-separat
 CRM_BLIND_INDEX_KEY = os.environ.get("CRM_BLIND_INDEX_KEY", "")
 # Without the keys above and on SQLite, keys are generated here on first use (back them up)
 CRM_KEY_DIR = os.environ.get("CRM_KEY_DIR", str(INSTANCE_DIR))
-# --- end encryption at rest [crypto] ---
 # Set when serving over HTTPS (the reverse proxy or run.py --cert): adds HSTS
 CRM_HTTPS = _env_bool("CRM_HTTPS", False)
 #: reverse proxies in front of the app (nginx: 1): their X-Forwarded-For/-Proto/-Host are trusted,

@@ -10,11 +10,11 @@ from flask_appbuilder import AppBuilder
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
-from app import audit, cli, crypto, customers, customfields, sales  # noqa: F401  (they register their services, audit its hooks)
+
+# customers, customfields and sales register their services when imported
+from app import audit, cli, crypto, customers, customfields, login, ratelimit, sales  # noqa: F401
 from app.extensions import csrf, db, migrate
-from app import login, ratelimit  # [login]
 from views import register_all
-from views import security as security_views  # [login]
 from views.formatters import cny
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                 app.config["SQLALCHEMY_DATABASE_URI"]
             )
 
-    crypto.init_app(app)  # encryption at rest [crypto]: keys loaded, or a clear refusal to start
+    crypto.init_app(app)  # encryption keys loaded, or a clear refusal to start
     db.init_app(app)
     customfields.configure_files(app.config["CRM_UPLOAD_DIR"])
     migrate.init_app(app, db, directory=str(config.BASE_DIR / "migrations"))
@@ -46,14 +46,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         appbuilder.init_app(app, db.session)
         register_all(appbuilder)
-        security_views.register(appbuilder)  # MFA, API tokens, MFA per role [login]
-    # login security [login]: API tokens, CSRF on cookie API writes, MFA enrolment, rate limits
+    # API tokens, CSRF on cookie-authenticated API writes, MFA enrolment first, rate limits
     login.init_app(app)
     ratelimit.init_app(app)
 
     app.add_template_filter(cny, "crm_cny")
     cli.init_app(app)
-    audit.init_app(app)  # audit: its last before_flush hook (after the services')
+    audit.init_app(app)  # its before_flush hook runs after the services' own
     app.after_request(_security_headers)
     if app.config.get("CRM_PROXIES"):
         hops = app.config["CRM_PROXIES"]

@@ -166,7 +166,7 @@ UNSCOPED_MODELS = frozenset(
         # configuration an admin edits: pools and their rules, approval flows and their steps;
         # sales targets are team goals everyone in sales may read
         "CustomerPool", "PoolRule", "ApprovalFlow", "ApprovalStep", "SalesTarget",
-        # field permissions (字段权限): rules an admin edits [fields]
+        # field permissions (字段权限): rules an admin edits
         "FieldRule",
     }  # fmt: skip
 )

@@ -58,6 +58,18 @@ def record_event(
             user_id=user_id, username=username)
 
 
+def record_account_action(action: str, user: Any, actor: Any | None) -> None:
+    """Audit what an admin (or the CLI, when `actor` is None) did to a user's account: unlock,
+    MFA reset, ..."""
+    record_event(
+        action,
+        entity="ab_user",
+        entity_id=user.id,
+        details={"user": user.username, "by": getattr(actor, "username", None) or "cli"},
+        username=None if actor is not None else "cli",
+    )
+
+
 def add_row(
     session: Session,
     action: str,

@@ -7,23 +7,23 @@ import os
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from flask_appbuilder.exceptions import PasswordComplexityValidationError  # [login]
+from flask_appbuilder.exceptions import PasswordComplexityValidationError
 from sqlalchemy import func, select
 
-from app import audit, crypto, demo  # audit, crypto: encryption at rest [crypto] (key_rotation event)
-from app.audit import audit_cli  # audit: `flask crm audit verify`
+from app import audit, crypto, demo  # audit, crypto: encryption at rest (key_rotation event)
+from app.audit import audit_cli  # `flask crm audit verify`
 from app.classification import classify_customers
 from app.customfields import ENTITY_MODELS, recompute_formulas
 from app.extensions import db
 from app.pools import recycle
 from app.regions import load_regions
 from app.security import generate_password
-from models import Model  # encryption at rest [crypto]: every encrypted column
+from models import Model  # encryption at rest: every encrypted column
 from models.customers import Industry
 from models.security import CrmUser, Department
 
 crm = AppGroup("crm", help="KeGuan commands.")
-crm.add_command(audit_cli)  # audit
+crm.add_command(audit_cli)
 
 SEED_INDUSTRIES = [
     "石油化工",
@@ -109,7 +109,7 @@ def init_command() -> None:
     click.echo(f"regions +{counts['regions']}, industries +{counts['industries']}, roles synced")
     try:
         generated = ensure_admin()
-    except PasswordComplexityValidationError as error:  # [login]: CRM_ADMIN_PASSWORD too weak
+    except PasswordComplexityValidationError as error:  # CRM_ADMIN_PASSWORD too weak
         raise click.ClickException(f"CRM_ADMIN_PASSWORD: {error}") from error
     if generated:
         click.echo("")
@@ -231,7 +231,7 @@ def worker_command(once: bool) -> None:
     click.echo("KeGuan worker stopped")
 
 
-# --- encryption at rest [crypto] ---
+# --- encryption at rest ---
 @crm.command("rotate-key")
 @click.option("--batch", type=int, default=500, show_default=True, help="values per committed batch")
 @click.option(
@@ -269,10 +269,9 @@ def rotate_key_command(batch: int, new_key: bool, reindex: bool) -> None:
     )
     db.session.commit()
     click.echo(f"done: {sum(counts.values())} values under key {ring.current_id}")
-# --- end encryption at rest [crypto] ---
 
 
-# --- login security [login]: an admin without a browser (lost phone, locked out) ---
+# --- login security: an admin without a browser (lost phone, locked out) ---
 def _user_named(username: str) -> CrmUser:
     user = db.session.scalar(select(CrmUser).where(CrmUser.username == username))
     if user is None:
@@ -301,4 +300,3 @@ def unlock_command(username: str) -> None:
     unlock(_user_named(username), None)
     db.session.commit()
     click.echo(f"{username}: unlocked")
-# --- end login security [login] ---

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app import validators
 from app.access import current_actor, scope_clause
-from app.crypto import blind_index  # encryption at rest [crypto]
+from app.crypto import blind_index
 from app.errors import ErrorCollector
 from app.permissions import mask_name
 from app.regions import parse_address
@@ -137,7 +137,7 @@ class CustomerService(OwnedRecordService):
         "bank_name": text_up_to(100),
         "bank_account": validators.clean_bank_account,
         "invoice_address_phone": text_up_to(255),
-        # encryption at rest [crypto]: 身份证号 (18 characters, checksum), upper-case X
+        # encryption at rest: 身份证号 (18 characters, checksum), upper-case X
         "id_number": validators.clean_id_number,
     }
     required = {"name": lazy("请填写客户名称")}
@@ -150,11 +150,10 @@ class CustomerService(OwnedRecordService):
         _check_dates(values, errors, "birth_date")
         if values.get("kind") == "individual" and values.get("credit_code"):
             errors.add("credit_code", _("个人客户没有统一社会信用代码"))
-        # --- encryption at rest [crypto] ---
+        # --- encryption at rest ---
         company_with_id = values.get("id_number") and values.get("kind") != "individual"
         if company_with_id and "id_number" not in errors.errors:
             errors.add("id_number", _("只有个人客户有身份证号"))
-        # --- end encryption at rest [crypto] ---
         if values.get("credit_limit") is not None and values["credit_limit"] < 0:
             errors.add("credit_limit", _("信用额度不能为负数"))
         check_region(session, values, errors)
@@ -177,9 +176,9 @@ class CustomerService(OwnedRecordService):
             existing = session.execute(query.limit(1)).first()
             if existing:
                 errors.add(field, duplicate_message(session, _(label), value, existing))
-        self.check_id_number_duplicate(session, values, pk, errors)  # encryption at rest [crypto]
+        self.check_id_number_duplicate(session, values, pk, errors)
 
-    # --- encryption at rest [crypto] ---
+    # --- encryption at rest ---
     def check_id_number_duplicate(
         self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector
     ) -> None:
@@ -193,9 +192,8 @@ class CustomerService(OwnedRecordService):
         if pk is not None:
             query = query.where(Customer.id != pk)
         existing = session.execute(query.limit(1)).first()
-        if existing:  # 查重 [fields]: details only inside the user's data scope
+        if existing:  # 查重: details only inside the user's data scope
             errors.add("id_number", duplicate_message(session, _("身份证号"), value, existing))
-    # --- end encryption at rest [crypto] ---
 
 
 # --- 查重 (duplicate check) with field permissions: who owns it, not what it holds ---------------------
@@ -308,7 +306,6 @@ def find_duplicates(session: Session, given: dict[str, Any], limit: int = 10) ->
     return [describe_duplicate(session, pk, tuple(fields)) for pk, fields in sorted(matched.items())][:limit]
 
 
-# --- end of 查重 ------------------------------------------------------------------------------------
 
 
 class ContactService(RecordService):

@@ -15,7 +15,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
-from stdnum.cn import ric, uscc  # ric: encryption at rest [crypto]
+from stdnum.cn import ric, uscc  # ric: encryption at rest
 
 from app.customers import contact_service, customer_service
 from app.customfields import CustomFieldService
@@ -337,7 +337,7 @@ def _credit_code(district: int, serial: int) -> str:
     return body + uscc.calc_check_digit(body)
 
 
-# --- encryption at rest [crypto] ---
+# --- encryption at rest ---
 #: 惠民地区 利津县: the code Dongying's people born before the city was founded (1983) carry
 OLD_DONGYING_CODE = 372330
 
@@ -352,7 +352,6 @@ def demo_id_number(district: int, birth: dt.date, serial: int, gender: str) -> s
         if ric.is_valid(number):
             return number
     raise ValueError(f"no valid ID number for {district} {birth}")
-# --- end encryption at rest [crypto] ---
 
 
 def _person(rng: random.Random) -> tuple[str, str]:
@@ -420,7 +419,7 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
                 name=surname + given,
                 gender=gender,
                 birth_date=birth_date,
-                id_number=demo_id_number(district, birth_date, i, gender),  # encryption at rest [crypto]
+                id_number=demo_id_number(district, birth_date, i, gender),
                 occupation=rng.choice(["个体经营", "养殖户", "教师", "工程师", "采购经理"]),
                 mobile=_mobile(rng),
                 district_code=district,

@@ -18,7 +18,7 @@ from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response
 
 from app import mfa
-from app.audit import record_event
+from app.audit import record_account_action, record_event
 from app.extensions import csrf, db
 from app.ratelimit import API_PREFIX, counter_storage
 from models.base import utcnow
@@ -112,13 +112,7 @@ def unlock(user: CrmUser, actor: Any) -> None:
     """An admin unlocks an account before its lock runs out."""
     user.locked_until = None
     user.fail_login_count = 0
-    record_event(
-        "account_unlocked",
-        entity="ab_user",
-        entity_id=user.id,
-        details={"user": user.username, "by": getattr(actor, "username", None) or "cli"},
-        username=None if actor is not None else "cli",
-    )
+    record_account_action("account_unlocked", user, actor)
 
 
 # --- the steps -----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
-from app.audit import record_event
+from app.audit import record_account_action, record_event
 from app.errors import DomainError
 from models.base import utcnow
 from models.security import CrmUser, MfaRecoveryCode, RoleMfaPolicy, UserMfa
@@ -163,13 +163,7 @@ def disable(session: Session, user: CrmUser, password: str, code: str) -> None:
 def admin_reset(session: Session, user: CrmUser, actor: Any) -> bool:
     """An admin removes a user's MFA (lost phone); the user enrols again at the next login."""
     removed = remove_mfa(session, user.id)
-    record_event(
-        "mfa_reset",
-        entity="ab_user",
-        entity_id=user.id,
-        details={"user": user.username, "by": getattr(actor, "username", None) or "cli"},
-        username=None if actor is not None else "cli",
-    )
+    record_account_action("mfa_reset", user, actor)
     return removed
 
 

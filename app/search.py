@@ -23,11 +23,11 @@ from sqlalchemy import ColumnElement, Integer, Select, and_, column, func, liter
 from sqlalchemy.orm import Session
 
 from app.access import scope_clause
-from app.crypto import blind_index  # encryption at rest [crypto]
+from app.crypto import blind_index
 from app.customfields import visible_fields
 from app.permissions import FieldPolicy, field_policy
-from app.validators import clean_id_number, clean_text  # clean_id_number: encryption at rest [crypto]
-from customfields.query import TEXTUAL, custom_sql, sensitive_condition, storage_kind  # sensitive_: [crypto]
+from app.validators import clean_id_number, clean_text  # clean_id_number: encryption at rest
+from customfields.query import TEXTUAL, custom_sql, sensitive_condition, storage_kind  # sensitive_:
 from customfields.values import FIELD_PREFIX
 from models.customers import Contact, Customer
 from models.security import CrmUser
@@ -178,7 +178,7 @@ def _rank(row: Any, query: str, phone: str | None) -> int:
     return 2
 
 
-# --- encryption at rest [crypto] ---
+# --- encryption at rest ---
 #: an 18-character resident ID number (checked by its checksum before the search)
 _ID_NUMBER = re.compile(r"^\d{17}[\dXx]$")
 #: a bank account number as typed: digits, maybe grouped by spaces or hyphens
@@ -214,7 +214,6 @@ def clean_id_number_or_none(text: str) -> str | None:
         return clean_id_number(text)
     except ValueError:
         return None
-# --- end encryption at rest [crypto] ---
 
 
 def _plain_conditions(session: Session, model: type, query: str, limit: int) -> list[tuple[Any, Any, int]]:
@@ -247,7 +246,7 @@ def _custom_conditions(
     for field in visible_fields(session, model, actor):
         if policy is not None and not policy.searchable(FIELD_PREFIX + field.api_name):
             continue
-        if field.indexed and getattr(field, "sensitive", False):  # encryption at rest [crypto]
+        if field.indexed and getattr(field, "sensitive", False):
             conditions.append((sensitive_condition(model, field, "eq", query), None, MAX_RESULTS))
         elif field.indexed and storage_kind(field) in TEXTUAL | {"select"}:
             value = query.lower() if field.field_type == "email" else query

@@ -118,7 +118,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *SELF_SERVICE,
     ],
     "Read Only": [
-        (r"AuditLogView", r"can_history"),  # audit: 审计室 sees the history of the records it may see
+        (r"AuditLogView", r"can_history"),  # 审计室 sees the history of the records it may see
         (CUSTOMER_DATA, READ),
         (SALES_DATA, READ),
         (ORDERS, READ),

@@ -73,11 +73,10 @@ class CustomField(Model):
     #: shown as a column on the entity's list screen
     show_in_list: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     archived: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    # --- encryption at rest [crypto] ---
+    # --- encryption at rest ---
     #: values stored encrypted (app/crypto.py); only exact-match filtering, through a blind index.
     #: Chosen when the field is created and fixed afterwards (stored values would not follow).
     sensitive: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
-    # --- end encryption at rest [crypto] ---
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_utcnow, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime, default=_utcnow, onupdate=_utcnow, nullable=False
@@ -150,7 +149,6 @@ def _field_mode(field: CustomField, role_names: set[str]) -> str | None:
     return _FIELD_POLICY[0](field, role_names) if _FIELD_POLICY else None
 
 
-# --- end of field permissions ------------------------------------------------------------------------
 
 
 class CustomFieldVersion(Model):
@@ -226,7 +224,7 @@ def definitions(session: Session, entity: str, include_archived: bool = False) -
 
 
 #: types whose values may be stored encrypted (text; numbers and dates must stay comparable in SQL)
-SENSITIVE_TYPES = {"text", "long_text", "email", "phone", "url"}  # encryption at rest [crypto]
+SENSITIVE_TYPES = {"text", "long_text", "email", "phone", "url"}
 
 
 def validate_definition(
@@ -289,7 +287,7 @@ def validate_definition(
             add("default", _("默认值不符合该字段的规则: %(msg)s", msg=str(exc)))
     if field.unique and field.field_type in {"multi_select", "boolean", "long_text", "file", "formula"}:
         add("unique", _("该类型的字段不能设为唯一"))
-    # --- encryption at rest [crypto] ---
+    # --- encryption at rest ---
     if previous is not None and bool(field.sensitive) != bool(previous.sensitive):
         add("sensitive", _("加密存储只能在创建字段时设定"))
     elif field.sensitive:
@@ -299,7 +297,6 @@ def validate_definition(
             add("unique", _("加密存储的字段不能设为唯一"))
         if previous is not None and field.field_type != previous.field_type:
             add("field_type", _("加密存储的字段不能修改类型"))
-    # --- end encryption at rest [crypto] ---
     if field.field_type == "reference" and field.target_entity not in reference_targets():
         add("target_entity", _("请选择关联的对象"))
     if field.field_type == "file":

@@ -91,7 +91,7 @@ def index_expressions(model: type, field: CustomField, dialect: str) -> list[lis
     return []
 
 
-# --- encryption at rest [crypto] ---
+# --- encryption at rest ---
 #: set by app.crypto (the engine imports no app code): "index"(text, purpose) -> hex blind index
 SEALING: dict[str, Callable[..., Any]] = {}
 #: a sensitive value is stored as "<blind index>.<enc1 token>": exact filters are a prefix range
@@ -111,7 +111,6 @@ def sensitive_condition(model: type, field: CustomField, operator: str, raw: Any
     column = json_element(model, field).as_string()
     # "." < "/": every value whose blind-index prefix is this one (an index on the field serves it)
     return and_(column >= index + SEALED_SEPARATOR, column < index + "/")
-# --- end encryption at rest [crypto] ---
 
 
 def filter_condition(model: type, field: CustomField, operator: str, raw: Any) -> ColumnElement[bool]:
@@ -120,7 +119,7 @@ def filter_condition(model: type, field: CustomField, operator: str, raw: Any) -
     kind = storage_kind(field)
     if operator == "empty":
         return column.is_(None) if raw in (True, "true", 1, "1", None) else column.is_not(None)
-    if getattr(field, "sensitive", False):  # encryption at rest [crypto]
+    if getattr(field, "sensitive", False):
         return sensitive_condition(model, field, operator, raw)
     if kind == "file":
         raise ValueError(_("该类型的字段不支持此筛选"))

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.crypto import EncryptedString, register_blind_indexes  # encryption at rest [crypto]
+from app.crypto import EncryptedString, register_blind_indexes
 from customfields import CustomFieldsMixin
 from models.base import Choices, Model, OwnedMixin, TimestampMixin
 from models.security import CrmUser, Department
@@ -191,11 +191,10 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     invoice_title: Mapped[str | None] = mapped_column(String(200))
     tax_number: Mapped[str | None] = mapped_column(String(20))
     bank_name: Mapped[str | None] = mapped_column(String(100))
-    # --- encryption at rest (app/crypto.py) [crypto] ---
+    # --- encryption at rest (app/crypto.py) ---
     bank_account: Mapped[str | None] = mapped_column(EncryptedString(40, "crm_customer.bank_account"))
-    # --- end encryption at rest [crypto] ---
     invoice_address_phone: Mapped[str | None] = mapped_column(String(255))
-    # --- encryption at rest: the ID number and the blind indexes of exact search [crypto] ---
+    # --- encryption at rest: the ID number and the blind indexes of exact search ---
     #: 身份证号 of an individual customer, stored encrypted; unique through its blind index
     id_number: Mapped[str | None] = mapped_column(EncryptedString(18, "crm_customer.id_number"))
     id_number_bidx: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
@@ -205,7 +204,6 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
         "id_number": ("id_number_bidx", "customer.id_number"),
         "bank_account": ("bank_account_bidx", "customer.bank_account"),
     }
-    # --- end encryption at rest [crypto] ---
 
     industry: Mapped[Industry | None] = relationship(Industry)
     province: Mapped[Region | None] = relationship(Region, foreign_keys=[province_code])
@@ -262,7 +260,7 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
         return PURCHASE_FREQUENCIES.label(self.purchase_frequency) if self.purchase_frequency else ""
 
 
-register_blind_indexes(Customer)  # encryption at rest [crypto]
+register_blind_indexes(Customer)
 
 
 class Contact(TimestampMixin, CustomFieldsMixin, Model):

@@ -11,7 +11,7 @@ from flask_babel import lazy_gettext
 from sqlalchemy import Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.crypto import EncryptedString  # encryption at rest [crypto]
+from app.crypto import EncryptedString
 from customfields import CustomFieldsMixin
 from models.base import Choices, Model, OwnedMixin, TimestampMixin
 from models.customers import Contact, Customer
@@ -225,9 +225,8 @@ class Invoice(TimestampMixin, CustomFieldsMixin, Model):
     title: Mapped[str] = mapped_column(String(200), nullable=False)
     tax_number: Mapped[str | None] = mapped_column(String(20))
     bank_name: Mapped[str | None] = mapped_column(String(100))
-    # --- encryption at rest (app/crypto.py) [crypto] ---
+    # --- encryption at rest (app/crypto.py) ---
     bank_account: Mapped[str | None] = mapped_column(EncryptedString(40, "crm_invoice.bank_account"))
-    # --- end encryption at rest [crypto] ---
     address_phone: Mapped[str | None] = mapped_column(String(255))
     notes: Mapped[str | None] = mapped_column(Text)
 

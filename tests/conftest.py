@@ -11,7 +11,7 @@ rep_b reports to rep_a (rep_a is a team lead with the 'subordinates' scope in on
 
 from __future__ import annotations
 
-import base64  # encryption at rest [crypto]
+import base64
 import itertools
 import os
 import tempfile
@@ -72,17 +72,15 @@ TEST_CONFIG: dict[str, Any] = {
     "FAB_UPDATE_PERMS": False,
     "SERVER_NAME": None,
     "CRM_UPLOAD_DIR": tempfile.mkdtemp(prefix="keguan-uploads-"),
-    # --- encryption at rest [crypto]: keys of the test run, never the real instance/ ---
+    # --- encryption at rest: keys of the test run, never the real instance/ ---
     "CRM_KEY_DIR": tempfile.mkdtemp(prefix="keguan-keys-"),
     "CRM_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
     "CRM_ENCRYPTION_KEYS": "",
     "CRM_BLIND_INDEX_KEY": base64.b64encode(os.urandom(32)).decode(),
-    # --- end encryption at rest [crypto] ---
-    # --- login security [login]: no role requires MFA and nothing is rate limited (RATELIMIT_
+    # --- login security no role requires MFA and nothing is rate limited (RATELIMIT_
     # ENABLED above), so the tests log in with a password; tests/test_mfa.py etc. turn them on ---
     "CRM_MFA_DEFAULT_ROLES": [],
     "RATELIMIT_KEY_PREFIX": f"keguan-test-{os.getpid()}",
-    # --- end login security [login] ---
 }
 
 

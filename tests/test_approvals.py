@@ -489,7 +489,6 @@ def test_flow_form_reports_each_bad_condition(kind, login_as) -> None:
     )
 
 
-# --- end to end through the orders module ------------------------------------------------------------------
 def test_a_contract_goes_to_the_manager_then_finance(api_as, customer_id, second_finance) -> None:
     orders = pytest.importorskip("app.orders")
     assert approvals.DOCUMENT_KINDS["order"] is not TEST_KIND

@@ -11,7 +11,7 @@ from flask_babel import lazy_gettext as _
 
 from views import (
     approvals,
-    audit,  # audit: 审计日志
+    audit,  # 审计日志
     customers,
     customfields,
     kanban,
@@ -123,7 +123,7 @@ def register_all(appbuilder: AppBuilder) -> None:
             category_label=category_label,
             category_icon=category_icon,
         )
-    # field permissions [fields]: 字段权限 in the security menu, beside a link to 数据权限 (data scopes)
+    # 字段权限 in the security menu, beside a link to 数据权限 (data scopes)
     appbuilder.add_view(
         permissions.FieldRuleView,
         "Field rules",
@@ -142,7 +142,7 @@ def register_all(appbuilder: AppBuilder) -> None:
         category="Security",
         baseview=scope_view,
     )
-    # 查重 [fields]: a menu link for everyone who may list customers (its menu access follows theirs)
+    # 查重: a menu link for everyone who may list customers (its menu access follows theirs)
     customer_view = next(v for v in appbuilder.baseviews if type(v) is customers.CustomerView)
     appbuilder.add_link(
         "Duplicate check",
@@ -161,4 +161,5 @@ def register_all(appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(approvals.ApprovalDecisionView)
     for api in APIS:
         appbuilder.add_api(api)
-    audit.register(appbuilder)  # audit: 审计日志 (security menu) and its read-only API
+    audit.register(appbuilder)  # 审计日志 (security menu) and its read-only API
+    security.register(appbuilder)  # 个人中心 (MFA, API tokens) and MFA per role

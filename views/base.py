@@ -43,7 +43,7 @@ from app.access import (
     listing_children_of,
     role_names,
 )
-from app.audit import entity_of, record_export  # audit: the export event
+from app.audit import entity_of, record_export  # the export event
 from app.customfields import reference_labels, visible_fields
 from app.errors import DomainError
 from app.extensions import db
@@ -53,7 +53,7 @@ from customfields import CustomFieldsMixin
 from customfields.query import filter_condition, order_by
 from customfields.schema import entity_schema
 from customfields.values import FIELD_PREFIX
-from views.audit import HistoryMixin  # audit: every record's History tab
+from views.audit import HistoryMixin  # every record's History tab
 from views.custom_filters import sortable, with_custom_filters
 from views.custom_forms import PREFIX, form_name, with_custom_fields, with_search_fields
 from views.formatters import display_custom, display_formatter
@@ -387,10 +387,9 @@ def searchable_filters(filters: Any, policy: FieldPolicy) -> Any:
     return kept
 
 
-# --- end of field permissions helpers -----------------------------------------------------------------
 
 
-class CrmModelView(HistoryMixin, ModelView):  # audit: HistoryMixin adds the History tab
+class CrmModelView(HistoryMixin, ModelView):  # HistoryMixin adds the History tab
     """Base screen for every KeGuan entity."""
 
     page_size = 20
@@ -635,7 +634,7 @@ class CrmModelView(HistoryMixin, ModelView):  # audit: HistoryMixin adds the His
         columns = [c for c in self.list_columns + self.show_columns if not c.startswith(PREFIX)]
         columns = policy.columns(dict.fromkeys(c for c in columns if c not in self.export_exclude))
         custom = [field for field, _editable in self.custom_fields()]
-        record_export(  # audit: the export event (entity, filters, columns, rows)
+        record_export(  # the export event (entity, filters, columns, rows)
             entity_of(self.datamodel.obj.__table__.name),
             rows=query.count(),
             filters=request.args.to_dict(flat=False),
@@ -811,7 +810,6 @@ class CrmModelApi(ModelRestApi):
             payload["filters"] = {k: v for k, v in payload["filters"].items() if policy.searchable(k)}
         return self.response(200, **payload)
 
-    # --- end of field permissions ---------------------------------------------------------------
 
     def _init_model_schemas(self) -> None:
         super()._init_model_schemas()

@@ -31,7 +31,7 @@ OPERATOR_LABELS = {
 def operators(field: CustomField) -> list[str]:
     """The filters a field offers on the list screen, by the type of what it stores."""
     kind = storage_kind(field)
-    if getattr(field, "sensitive", False):  # encryption at rest [crypto]: exact match only
+    if getattr(field, "sensitive", False):  # encryption at rest: exact match only
         found = ["eq"]
     elif kind == "file":
         found = []
@@ -93,5 +93,5 @@ def with_custom_filters(filters: Filters, fields: list[CustomField]) -> Filters:
 
 
 def sortable(field: CustomField) -> bool:
-    # encryption at rest [crypto]: an encrypted field's stored order means nothing
+    # encryption at rest: an encrypted field's stored order means nothing
     return storage_kind(field) not in UNSORTABLE and not getattr(field, "sensitive", False)

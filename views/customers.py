@@ -8,22 +8,22 @@ from typing import Any
 
 from flask import request
 from flask_appbuilder import expose, has_access
-from flask_appbuilder.api import expose as api_expose  # 查重 [fields]
-from flask_appbuilder.models.filters import BaseFilter  # encryption at rest [crypto]
+from flask_appbuilder.api import expose as api_expose  # 查重
+from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import FilterEqual, FilterEqualFunction
-from flask_appbuilder.security.decorators import permission_name, protect  # 查重 [fields]
+from flask_appbuilder.security.decorators import permission_name, protect  # 查重
 from flask_babel import lazy_gettext as _
 from sqlalchemy import select
 from wtforms import BooleanField
 
-from app.access import current_actor  # field permissions [fields]
-from app.crypto import EncryptedString, blind_index  # encryption at rest [crypto]
+from app.access import current_actor  # field permissions
+from app.crypto import EncryptedString, blind_index
 from app.customers import DUPLICATE_FIELDS, customer_figures, customer_timeline, find_duplicates
-from app.errors import DomainError  # 查重 [fields]
+from app.errors import DomainError  # 查重
 from app.extensions import db
-from app.permissions import field_policy  # field permissions [fields]
+from app.permissions import field_policy  # field permissions
 from models.customers import Contact, Customer, CustomerGroup, Industry, Region, Tag
-from models.orders import Order  # field permissions [fields]
+from models.orders import Order  # field permissions
 from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView
 from views.orders import OrderView
 from views.pools import CustomerPoolActions, CustomerPoolApiActions, CustomerTeamMemberView
@@ -59,7 +59,7 @@ CUSTOMER_LABELS = {
     "bank_name": _("开户行"),
     "bank_account": _("银行账号"),
     "invoice_address_phone": _("开票地址电话"),
-    "id_number": _("身份证号"),  # encryption at rest [crypto]
+    "id_number": _("身份证号"),
     "notes": _("备注"),
     "owner": _("负责人"),
     "department": _("所属部门"),
@@ -120,7 +120,7 @@ CUSTOMER_FILTERS = [
     "owner",
     "purchase_frequency",
     "locality",
-    # encryption at rest [crypto]: stored encrypted, so only "exact" (through the blind index)
+    # encryption at rest: stored encrypted, so only "exact" (through the blind index)
     "id_number",
     "bank_account",
 ]
@@ -177,7 +177,7 @@ class ContactView(CrmModelView):
     }
 
 
-# --- encryption at rest [crypto] ---
+# --- encryption at rest ---
 class BlindIndexEqual(BaseFilter):
     """等于 on an encrypted column: the value's blind index against the stored one (exact only)."""
 
@@ -206,11 +206,10 @@ class EncryptedFilterConverter(CrmInterface.filter_converter_class):  # type: ig
 
 class CustomerInterface(CrmInterface):
     filter_converter_class = EncryptedFilterConverter
-# --- end encryption at rest [crypto] ---
 
 
 class CustomerView(CustomerPoolActions, CrmModelView):
-    datamodel = CustomerInterface(Customer)  # encryption at rest [crypto]: blind-index filters
+    datamodel = CustomerInterface(Customer)  # encryption at rest: blind-index filters
     list_title = _("客户")
     show_title = _("客户详情")
     add_title = _("新建客户")
@@ -276,7 +275,7 @@ class CustomerView(CustomerPoolActions, CrmModelView):
             timeline=customer_timeline(db.session, int(pk), moment),
         )
 
-    # --- field permissions and 查重 [fields] ---
+    # --- field permissions and 查重 ---
     @staticmethod
     def _figures(pk: int) -> Any:
         """The 360 figures without what has been collected when the user may not see it."""
@@ -307,7 +306,6 @@ class CustomerView(CustomerPoolActions, CrmModelView):
             errors=errors,
         )
 
-    # --- end field permissions and 查重 [fields] ---
 
 
 class IndustryView(CrmModelView):
@@ -353,7 +351,7 @@ CUSTOMER_API_COLUMNS = [
     "industry.name",
     "size",
     "website",
-    "id_number",  # encryption at rest [crypto]
+    "id_number",
     "gender",
     "birth_date",
     "occupation",
@@ -394,7 +392,7 @@ CUSTOMER_API_WRITE = [
     "industry",
     "size",
     "website",
-    "id_number",  # encryption at rest [crypto]
+    "id_number",
     "gender",
     "birth_date",
     "occupation",
@@ -421,7 +419,7 @@ CUSTOMER_API_WRITE = [
 
 class CustomerApi(CustomerPoolApiActions, CrmModelApi):
     resource_name = "customer"
-    datamodel = CustomerInterface(Customer)  # encryption at rest [crypto]: blind-index filters
+    datamodel = CustomerInterface(Customer)  # encryption at rest: blind-index filters
     list_columns = [
         "id",
         "kind",
@@ -444,7 +442,7 @@ class CustomerApi(CustomerPoolApiActions, CrmModelApi):
     add_query_rel_fields = {"owner": [["id", AssignableUserFilter, None]]}
     edit_query_rel_fields = add_query_rel_fields
 
-    # --- 查重 [fields] ---
+    # --- 查重 ---
     @api_expose("/duplicates", methods=["GET"])
     @protect()
     @permission_name("get")
@@ -474,7 +472,6 @@ class CustomerApi(CustomerPoolApiActions, CrmModelApi):
 
         return self.answer(lambda: find_duplicates(db.session, given), done)
 
-    # --- end 查重 [fields] ---
 
 
 class ContactApi(CrmModelApi):

@@ -51,23 +51,22 @@ LABELS = {
     "result_type": _("公式结果类型"),
     "archived": _("已归档"),
     "updated_at": _("更新时间"),
-    "sensitive": _("敏感 (加密存储)"),  # encryption at rest [crypto]
+    "sensitive": _("敏感 (加密存储)"),
 }
 COLUMNS = [
     "entity", "api_name", "label_zh", "label_en", "field_type", "required", "default", "help_text",
     "section", "position", "choices", "min_value", "max_value", "max_length", "pattern", "target_entity",
     "file_types", "max_file_mb", "formula", "unique", "indexed", "visible_roles", "editable_roles",
     "show_in_list", "archived",
-    "sensitive",  # encryption at rest [crypto]
+    "sensitive",
 ]  # fmt: skip
 
-# --- encryption at rest [crypto] ---
+# --- encryption at rest ---
 SENSITIVE_HELP = _(
     "值以 AES-256-GCM 加密存储,数据库中看不到明文。只能按完整的值精确筛选和搜索(通过盲索引),"
     "不能按部分内容筛选、不能排序、不能设为唯一。只适用于文本、长文本、电子邮箱、电话和网址字段,"
     "且只能在创建字段时设定。"
 )
-# --- end encryption at rest [crypto] ---
 
 
 FORMULA_HELP = _(
@@ -133,7 +132,7 @@ class CustomFieldView(CrmModelView):
     base_order = ("entity", "asc")
     add_form_extra_fields = _text_fields()
     edit_form_extra_fields = _text_fields()
-    description_columns = {"sensitive": SENSITIVE_HELP}  # encryption at rest [crypto]
+    description_columns = {"sensitive": SENSITIVE_HELP}
 
 
 class CustomFieldApi(CrmModelApi):

@@ -31,7 +31,7 @@ from app.access import (
 )
 from app.errors import DomainError
 from app.extensions import db
-from app.permissions import FieldPolicy, field_key  # field permissions [fields]
+from app.permissions import FieldPolicy, field_key  # field permissions
 from app.pools import HANDOVER_PARTS, assign, claim, release, set_locked, transfer
 from models.customers import Customer
 from models.pools import POOL_MOVES, CustomerPool, CustomerTeamMember, PoolMove, PoolRule
@@ -239,7 +239,7 @@ def pool_names() -> dict[int, str]:
 
 def without_hidden(widget: Any, hidden: set[str]) -> None:
     """Drop hidden columns from a rendered list or show widget (values stay aligned): the pool's
-    hidden fields go through the same mechanism as the field permissions [fields]."""
+    hidden fields go through the same mechanism as the field permissions."""
     shape_widget(widget, FieldPolicy(Customer, {field_key(name): "hidden" for name in hidden}), in_list=False)
 
 
