@@ -120,8 +120,8 @@ CRM_PASSWORD_MIN_CLASSES = int(os.environ.get("CRM_PASSWORD_MIN_CLASSES", "3"))
 CRM_LOGIN_MAX_FAILURES = int(os.environ.get("CRM_LOGIN_MAX_FAILURES", "5"))
 CRM_LOGIN_LOCK_MINUTES = int(os.environ.get("CRM_LOGIN_LOCK_MINUTES", "15"))
 # Roles that require MFA when the built-in roles are first synced (an admin may change it later)
-CRM_MFA_DEFAULT_ROLES = [
-    r.strip() for r in os.environ.get("CRM_MFA_DEFAULT_ROLES", "Admin,Finance").split(",") if r.strip()
+CRM_MFA_REQUIRED_ROLES = [
+    r.strip() for r in os.environ.get("CRM_MFA_REQUIRED_ROLES", "Admin,Finance").split(",") if r.strip()
 ]
 CRM_MFA_ISSUER = os.environ.get("CRM_MFA_ISSUER", "KeGuan")
 # Rate limits (flask-limiter syntax); RATELIMIT_ENABLED=false turns every limit off (benchmarks)

@@ -213,7 +213,7 @@ def verify_code(session: Session, user: CrmUser, code: str | None) -> bool:
 
 # --- the per-role setting ------------------------------------------------------------------
 def sync_default_policies(session: Session, role_names: list[str]) -> None:
-    """Make MFA required for CRM_MFA_DEFAULT_ROLES, once: a role that already has a policy row
+    """Make MFA required for CRM_MFA_REQUIRED_ROLES, once: a role that already has a policy row
     keeps the admin's choice."""
     from flask_appbuilder.security.sqla.models import Role
 

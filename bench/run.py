@@ -203,7 +203,7 @@ def make_app(url: str) -> Flask:
             "AUTH_RATE_LIMITED": False,
             # the bench logs in with passwords: no role requires a TOTP code (a database set up
             # before this line had Admin's policy created: build() turns it off)
-            "CRM_MFA_DEFAULT_ROLES": [],
+            "CRM_MFA_REQUIRED_ROLES": [],
             "TESTING": True,
         }
     )

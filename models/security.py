@@ -119,7 +119,7 @@ TOKEN_SCOPES = Choices(("read", "只读"), ("read-write", "读写"))
 class RoleMfaPolicy(Model):
     """Whether a role requires MFA (TOTP). A missing row means not required.
 
-    Rows for CRM_MFA_DEFAULT_ROLES are created once when the built-in roles are synced; an
+    Rows for CRM_MFA_REQUIRED_ROLES are created once when the built-in roles are synced; an
     admin's later choice is kept.
     """
 

@@ -79,7 +79,7 @@ TEST_CONFIG: dict[str, Any] = {
     "CRM_BLIND_INDEX_KEY": base64.b64encode(os.urandom(32)).decode(),
     # --- login security no role requires MFA and nothing is rate limited (RATELIMIT_
     # ENABLED above), so the tests log in with a password; tests/test_mfa.py etc. turn them on ---
-    "CRM_MFA_DEFAULT_ROLES": [],
+    "CRM_MFA_REQUIRED_ROLES": [],
     "RATELIMIT_KEY_PREFIX": f"keguan-test-{os.getpid()}",
 }
 

@@ -274,7 +274,7 @@ def test_only_admins_read_the_log(login_as, api_as) -> None:
     assert login_as("readonly").get("/auditlogview/list/").status_code in (302, 403, 404)
     assert login_as("manager1").get("/auditlogview/list/").status_code in (302, 403, 404)
     client, headers = api_as("manager1")
-    assert client.get("/api/v1/auditlog/", headers=headers).status_code in (401, 403)
+    assert client.get("/api/v1/audit/", headers=headers).status_code in (401, 403)
 
 
 def test_nobody_edits_or_deletes_audit_rows_through_the_application(login_as, api_as) -> None:
@@ -282,14 +282,14 @@ def test_nobody_edits_or_deletes_audit_rows_through_the_application(login_as, ap
     db.session.commit()
     row = last_rows(1)[0]
     client, headers = api_as("admin")
-    listed = client.get("/api/v1/auditlog/", headers=headers)
+    listed = client.get("/api/v1/audit/", headers=headers)
     assert listed.status_code == 200 and listed.json["result"][0]["id"] >= row.id
-    got = client.get(f"/api/v1/auditlog/{row.id}", headers=headers)
+    got = client.get(f"/api/v1/audit/{row.id}", headers=headers)
     assert got.status_code == 200 and got.json["result"]["action"] == "probe"
     forged = {"action": "forged"}
-    assert client.post("/api/v1/auditlog/", json=forged, headers=headers).status_code in (404, 405)
-    assert client.put(f"/api/v1/auditlog/{row.id}", json=forged, headers=headers).status_code in (404, 405)
-    assert client.delete(f"/api/v1/auditlog/{row.id}", headers=headers).status_code in (404, 405)
+    assert client.post("/api/v1/audit/", json=forged, headers=headers).status_code in (404, 405)
+    assert client.put(f"/api/v1/audit/{row.id}", json=forged, headers=headers).status_code in (404, 405)
+    assert client.delete(f"/api/v1/audit/{row.id}", headers=headers).status_code in (404, 405)
     admin = login_as("admin")
     for method, path in (
         ("get", "/auditlogview/add"),

@@ -2,7 +2,7 @@
 
 Nothing here writes: the screen and the API offer list and show only (no add, edit, delete), and
 the ORM refuses to change audit rows anyway (app/audit.py). Who may read:
-- the whole log (screen 审计日志, GET /api/v1/auditlog/): `can_list`/`can_get` on AuditLog*,
+- the whole log (screen 审计日志, GET /api/v1/audit/): `can_list`/`can_get` on AuditLog*,
   i.e. Admin unless an admin grants it to another role;
 - a record's History tab: `can_history` on AuditLogView (or the whole log), and only for a
   record the user can open (its data scope), with the fields the user may not see left out.
@@ -166,9 +166,9 @@ class AuditLogView(ModelView):
 
 
 class AuditLogApi(ModelRestApi):
-    """GET /api/v1/auditlog/ and /api/v1/auditlog/<id>: read-only, no POST, PUT or DELETE."""
+    """GET /api/v1/audit/ and /api/v1/audit/<id>: read-only, no POST, PUT or DELETE."""
 
-    resource_name = "auditlog"
+    resource_name = "audit"
     datamodel = CappedAuditInterface(AuditLog)
     allow_browser_login = True
     include_route_methods = {"get", "get_list", "info"}
