@@ -205,3 +205,8 @@ CRM_CONTRACT_NUMBER_PATTERN = os.environ.get("CRM_CONTRACT_NUMBER_PATTERN", "HT-
 # The signed contract file: allowed extensions (comma separated) and the largest size in MB
 CRM_CONTRACT_FILE_TYPES = os.environ.get("CRM_CONTRACT_FILE_TYPES", "pdf,jpg,jpeg,png,doc,docx").split(",")
 CRM_CONTRACT_FILE_MB = int(os.environ.get("CRM_CONTRACT_FILE_MB", "20"))
+
+# --- Backups (app/backup.py: flask crm backup / restore; the worker's daily job at 04:00) ---
+# Where backups are written, and how many of the newest the worker keeps there
+CRM_BACKUP_DIR = os.environ.get("CRM_BACKUP_DIR", str(INSTANCE_DIR / "backups"))
+CRM_BACKUP_KEEP = int(os.environ.get("CRM_BACKUP_KEEP", "14"))

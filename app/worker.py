@@ -139,6 +139,17 @@ def recycle_job() -> str:
     return str(report)
 
 
+# --- backups (app/backup.py) ---
+def backup_job() -> str:
+    """A backup into CRM_BACKUP_DIR, then only the CRM_BACKUP_KEEP newest kept (daily)."""
+    from app.backup import prune, write_backup
+
+    with job_context() as app:
+        path, header = write_backup(app)
+        removed = prune(path.parent, int(app.config.get("CRM_BACKUP_KEEP", 14)))
+    return f"{path.name}: {sum(header['tables'].values())} rows, {len(removed)} old backups removed"
+
+
 @dataclass(frozen=True)
 class JobSpec:
     id: str
@@ -167,6 +178,8 @@ JOBS: list[JobSpec] = [
             "overdue payment plans and their reminders, daily at 07:00", grace_seconds=6 * 3600),
     JobSpec("recycle", recycle_job, lambda tz: CronTrigger(hour=1, minute=0, timezone=tz),
             "customer pools: recycle by the rules and warn owners, daily at 01:00", grace_seconds=6 * 3600),
+    JobSpec("backup", backup_job, lambda tz: CronTrigger(hour=4, minute=0, timezone=tz),
+            "encrypted backup, keeping CRM_BACKUP_KEEP, daily at 04:00", grace_seconds=6 * 3600),
 ]  # fmt: skip
 
 

@@ -236,7 +236,8 @@ def test_formulas_job_is_daily_at_two_in_shanghai(app) -> None:
     assert (job.next_run_time.hour, job.next_run_time.minute) == (2, 0)
     assert str(job.next_run_time.tzinfo) == "Asia/Shanghai"
     assert {j.id for j in scheduler.get_jobs()} == {
-        "reminders", "outbox", "formulas", "statistics", "classification", "recycle", "payment_plans"
+        "reminders", "outbox", "formulas", "statistics", "classification", "recycle", "payment_plans",
+        "backup",  # backups (app/backup.py)
     }  # fmt: skip
     assert all(j.coalesce and j.max_instances == 1 for j in scheduler.get_jobs())
     assert worker.describe(scheduler)[0].startswith("  reminders")
