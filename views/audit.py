@@ -19,7 +19,7 @@ from flask import abort, current_app, render_template, request
 from flask_appbuilder import AppBuilder, ModelRestApi, ModelView, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.widgets import ListWidget
-from flask_babel import get_locale
+from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _
 from markupsafe import Markup
 from sqlalchemy import inspect, select
@@ -283,7 +283,9 @@ class HistoryMixin:
         rows, more = self._history_rows(pk, page, 50)
         return self.render_template(  # type: ignore[attr-defined]
             "crm/audit_history.html",
-            title=_("历史: %(record)s", record=str(item)),
+            # gettext, not the lazy _: a lazy string counts as safe markup (__html__) in Jinja and
+            # the record's name inside it would reach the page unescaped
+            title=gettext("历史: %(record)s", record=str(item)),
             rows=rows,
             more=more,
             page=page,
