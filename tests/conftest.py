@@ -72,6 +72,7 @@ TEST_CONFIG: dict[str, Any] = {
     "FAB_UPDATE_PERMS": False,
     "SERVER_NAME": None,
     "CRM_UPLOAD_DIR": tempfile.mkdtemp(prefix="keguan-uploads-"),
+    "CRM_BACKUP_DIR": tempfile.mkdtemp(prefix="keguan-backups-"),
     # --- encryption at rest: keys of the test run, never the real instance/ ---
     "CRM_KEY_DIR": tempfile.mkdtemp(prefix="keguan-keys-"),
     "CRM_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
