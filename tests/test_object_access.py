@@ -32,9 +32,9 @@ RESOURCES: dict[str, tuple[str, str, type, str]] = {
     "order": ("/api/v1/order", "/orderview", Order, "title"),
     "interaction": ("/api/v1/interaction", "/interactionview", Interaction, "content"),
     "task": ("/api/v1/task", "/taskview", Task, "title"),
-    "payment plan": ("/api/v1/paymentplan", "/paymentplanview", PaymentPlan, "note"),
-    "payment": ("/api/v1/payment", "/paymentview", Payment, "note"),
-    "invoice": ("/api/v1/invoice", "/invoiceview", Invoice, "note"),
+    "payment plan": ("/api/v1/paymentplan", "/paymentplanview", PaymentPlan, "notes"),
+    "payment": ("/api/v1/payment", "/paymentview", Payment, "notes"),
+    "invoice": ("/api/v1/invoice", "/invoiceview", Invoice, "notes"),
 }
 
 
