@@ -59,7 +59,8 @@ def free_port() -> int:
 
 
 def run_py(database_url: str, instance: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "DATABASE_URL": database_url, "CRM_INSTANCE_DIR": str(instance)}
+    keys = {name: TEST_CONFIG[name] for name in ("CRM_ENCRYPTION_KEY", "CRM_BLIND_INDEX_KEY")}
+    env = {**os.environ, **keys, "DATABASE_URL": database_url, "CRM_INSTANCE_DIR": str(instance)}
     return subprocess.Popen(
         [sys.executable, "run.py", *args],
         cwd=ROOT,
