@@ -9,6 +9,7 @@ Prints figures only; nothing passes or fails on time (see /work/shared/BENCHMARK
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import math
@@ -194,9 +195,26 @@ def drop_everything(url: URL) -> None:
     engine.dispose()
 
 
+def bench_keys() -> dict[str, str]:
+    """Encryption keys of the bench databases: from the environment, else generated once into
+    instance/bench/ (a server database refuses to start without keys; the bench's own, never a
+    real installation's)."""
+    names = ("CRM_ENCRYPTION_KEY", "CRM_BLIND_INDEX_KEY")
+    if all(os.environ.get(name) for name in names):
+        return {name: os.environ[name] for name in names}
+    path = BENCH_DIR.parent / "instance" / "bench" / "bench_keys.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = {name: base64.b64encode(os.urandom(32)).decode() for name in names}
+        path.write_text(json.dumps(keys))
+        path.chmod(0o600)
+    return json.loads(path.read_text())
+
+
 def make_app(url: str) -> Flask:
     return create_app(
         {
+            **bench_keys(),
             "SQLALCHEMY_DATABASE_URI": url,
             "WTF_CSRF_ENABLED": False,
             "RATELIMIT_ENABLED": False,
