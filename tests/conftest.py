@@ -46,11 +46,30 @@ def _database_url() -> str:
     return f"sqlite:///{folder}/test.db"
 
 
+def _create_database_if_missing(parsed: Any) -> None:
+    """A second test database (backup restores) may not exist yet on a fresh server."""
+    if parsed.get_backend_name() == "postgresql":
+        server = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with server.connect() as conn:
+            known = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parsed.database})
+            if not known:
+                conn.exec_driver_sql(f'CREATE DATABASE "{parsed.database}"')
+    else:
+        server = create_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")
+        with server.connect() as conn:
+            conn.exec_driver_sql(
+                f"CREATE DATABASE IF NOT EXISTS `{parsed.database}`"
+                " CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+    server.dispose()
+
+
 def _reset_database(url: str) -> None:
     """Drop every table of a server database so migrations start from empty."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return
+    _create_database_if_missing(parsed)
     engine = create_engine(url)
     with engine.begin() as conn:
         if parsed.get_backend_name() == "postgresql":
