@@ -52,7 +52,7 @@ def theirs(app: Flask) -> dict[str, int]:
         rep_c, finance = token_for(client, "rep_c"), token_for(client, "finance")
         pipeline = db.session.scalar(select(Pipeline.id).order_by(Pipeline.id))
         if pipeline is None:
-            flow = Pipeline(name=f"越权测试流程{os.getpid()}", position=-1)
+            flow = Pipeline(name=f"越权测试流程{os.getpid()}", position=1000)
             flow.stages = [Stage(name="初步接触", position=0, probability=10)]
             db.session.add(flow)
             db.session.commit()
