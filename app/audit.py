@@ -279,7 +279,10 @@ REDACTED = "***"
 #: as one `recompute` row (table, columns, rows changed) instead of one row per customer. A user
 #: editing such a column through a form is still audited field by field.
 DERIVED_COLUMNS: dict[str, set[str]] = {
-    "crm_customer": {"purchase_frequency", "locality"},
+    # the classification job's classes; the pool's next recycle date, which the daily run sets
+    # for every owned customer from the rules and the audited follow-ups and opportunities (the
+    # recycling itself, owner -> pool, is audited row by row and recorded as a PoolMove)
+    "crm_customer": {"purchase_frequency", "locality", "recycle_at"},
 }
 
 #: Many-to-many collections recorded on one side only (the other is FAB's backref)
