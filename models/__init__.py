@@ -18,6 +18,18 @@ from models.permissions import FieldRule  # field permissions (字段权限); al
 from models.pools import CustomerPool, CustomerTeamMember, PoolMove, PoolRule
 from models.sales import Interaction, Lead, Opportunity, Pipeline, Product, Stage, StageChange, Task
 from models.security import CrmUser, Department, RoleDataScope
+from models.service import (
+    AssignmentRule,
+    BusinessHours,
+    ServiceCalendarDay,
+    SlaPolicy,
+    Survey,
+    Ticket,
+    TicketAttachment,
+    TicketCategory,
+    TicketComment,
+    TicketStatusChange,
+)
 
 __all__ = [
     "Model",
@@ -36,6 +48,16 @@ __all__ = [
     "Stage",
     "StageChange",
     "Task",
+    "AssignmentRule",
+    "BusinessHours",
+    "ServiceCalendarDay",
+    "SlaPolicy",
+    "Survey",
+    "Ticket",
+    "TicketAttachment",
+    "TicketCategory",
+    "TicketComment",
+    "TicketStatusChange",
     "ApprovalDecision",
     "ApprovalFlow",
     "ApprovalRequest",
