@@ -56,6 +56,19 @@ POOL_RULES = (r"(CustomerPool|PoolRule|PoolMove)(View|Api)", READ)
 TEAM = (r"CustomerTeamMember(View|Api)", WRITE)  # the service lets only owners (scope) add members
 EXPORT = (r"(Customer|Contact)View", r"can_export")  # CSV of whole lists: not for every rep
 REFERENCE_DATA = r"(Industry|Tag|CustomerGroup|Region)(View|Api)"
+#: 服务工单: tickets with their conversation, history, attachments and surveys; `can_work` covers
+#: the ticket actions (comment, change status, assign, link a customer)
+SERVICE_DATA = (
+    r"(Ticket|TicketComment|TicketAttachment|TicketStatusChange|Survey)(View|Api)",
+    r"can_(list|show|get|info|add|edit|delete|post|put|work)",
+)
+SERVICE_READ = (r"(Ticket|TicketComment|TicketAttachment|TicketStatusChange|Survey)(View|Api)", READ)
+#: the service desk's setup: categories, assignment rules, SLA policies, business hours, calendar
+SERVICE_SETUP = r"(TicketCategory|AssignmentRule|SlaPolicy|BusinessHours|ServiceCalendarDay)(View|Api)"
+#: 分析: the dashboards (each query within the user's data scope) and their subscriptions
+DASHBOARD = r"can_(show|data|export|print|subscribe)"
+SALES_DASHBOARDS = (r"(Sales|Customer)DashboardView", DASHBOARD)
+SERVICE_DASHBOARD = (r"ServiceDashboardView", DASHBOARD)
 
 #: Built-in roles: (view name regex, permission regex) pairs, applied by `flask crm init`.
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
@@ -71,6 +84,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (SALES_SETUP, READ),
         (TARGETS, READ),
         (REFERENCE_DATA, READ),
+        SERVICE_READ,  # the tickets of their own customers (scope)
+        SALES_DASHBOARDS,
         *SELF_SERVICE,
     ],
     "Sales Manager": [
@@ -89,6 +104,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (r"(Tag|CustomerGroup)(View|Api)", WRITE),
         (REFERENCE_DATA, READ),
         (r"Department(View|Api)", READ),
+        SERVICE_READ,
+        SALES_DASHBOARDS,
+        SERVICE_DASHBOARD,
         *SELF_SERVICE,
     ],
     "Marketing": [
@@ -98,6 +116,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         EXPORT,
         (r"(Tag|CustomerGroup)(View|Api)", WRITE),
         (REFERENCE_DATA, READ),
+        (r"CustomerDashboardView", DASHBOARD),
         *SELF_SERVICE,
     ],
     "Support Agent": [
@@ -105,6 +124,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (r"Contact(View|Api)", WRITE),
         (r"(Interaction|Task)(View|Api)", WRITE),
         (REFERENCE_DATA, READ),
+        SERVICE_DATA,
+        (SERVICE_SETUP, READ),
+        SERVICE_DASHBOARD,
         *SELF_SERVICE,
     ],
     "Finance": [
@@ -115,6 +137,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (SALES_SETUP, READ),
         EXPORT,
         (REFERENCE_DATA, READ),
+        SALES_DASHBOARDS,
         *SELF_SERVICE,
     ],
     "Read Only": [

@@ -139,6 +139,35 @@ def recycle_job() -> str:
     return str(report)
 
 
+# --- service desk (app/sla.py) ---
+def sla_job() -> str:
+    """SLA: open tickets at risk or breached marked, their assignee and manager told once."""
+    from app.sla import sla_sweep
+
+    with job_context():
+        report = sla_sweep(db.session, utcnow())
+    return str(report)
+
+
+# --- analytics (app/analytics/) ---
+def rollups_job() -> str:
+    """The dashboards' rollups brought up to date with the records they summarise."""
+    from app.analytics.rollups import refresh_rollups
+
+    with job_context():
+        report = refresh_rollups(db.session, utcnow())
+    return str(report)
+
+
+def reports_job() -> str:
+    """Scheduled dashboard reports: the subscriptions due this week, mailed through the outbox."""
+    from app.analytics.reports import send_due_reports
+
+    with job_context():
+        report = send_due_reports(db.session, utcnow())
+    return str(report)
+
+
 # --- backups (app/backup.py) ---
 def backup_job() -> str:
     """A backup into CRM_BACKUP_DIR, then only the CRM_BACKUP_KEEP newest kept (daily)."""
@@ -180,6 +209,12 @@ JOBS: list[JobSpec] = [
             "customer pools: recycle by the rules and warn owners, daily at 01:00", grace_seconds=6 * 3600),
     JobSpec("backup", backup_job, lambda tz: CronTrigger(hour=4, minute=0, timezone=tz),
             "encrypted backup, keeping CRM_BACKUP_KEEP, daily at 04:00", grace_seconds=6 * 3600),
+    JobSpec("sla", sla_job, lambda tz: IntervalTrigger(minutes=5, timezone=tz),
+            "service tickets: SLA at risk and breached, every 5 minutes", run_at_start=True),
+    JobSpec("rollups", rollups_job, lambda tz: IntervalTrigger(minutes=10, timezone=tz),
+            "dashboard rollups, every 10 minutes", run_at_start=True),
+    JobSpec("reports", reports_job, lambda tz: CronTrigger(day_of_week="mon", hour=7, minute=30, timezone=tz),
+            "dashboard subscriptions, Mondays at 07:30", grace_seconds=12 * 3600),
 ]  # fmt: skip
 
 

@@ -238,6 +238,8 @@ def test_formulas_job_is_daily_at_two_in_shanghai(app) -> None:
     assert {j.id for j in scheduler.get_jobs()} == {
         "reminders", "outbox", "formulas", "statistics", "classification", "recycle", "payment_plans",
         "backup",  # backups (app/backup.py)
+        "sla",  # service tickets (app/sla.py)
+        "rollups", "reports",  # dashboards (app/analytics/)
     }  # fmt: skip
     assert all(j.coalesce and j.max_instances == 1 for j in scheduler.get_jobs())
     assert worker.describe(scheduler)[0].startswith("  reminders")

@@ -10,6 +10,7 @@ from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _
 
 from views import (
+    analytics,  # 分析: the dashboards
     approvals,
     audit,  # 审计日志
     customers,
@@ -22,6 +23,9 @@ from views import (
     sales,
     search,
     security,
+    service,  # 服务: tickets, categories, assignment rules
+    sla,  # 服务: SLA policies, business hours, holidays; surveys
+    support,  # the public pages: the ticket form, its status page, the survey
     targets,
 )
 
@@ -163,3 +167,7 @@ def register_all(appbuilder: AppBuilder) -> None:
         appbuilder.add_api(api)
     audit.register(appbuilder)  # 审计日志 (security menu) and its read-only API
     security.register(appbuilder)  # 个人中心 (MFA, API tokens) and MFA per role
+    service.register(appbuilder)  # 服务 menu: tickets, surveys; 设置: categories, rules, SLA, hours
+    sla.register(appbuilder)  # 设置: SLA policies, business hours, calendar; 服务: surveys
+    support.register(appbuilder)  # /support/...: no login
+    analytics.register(appbuilder)  # 分析 menu: /dashboards/sales|customers|service

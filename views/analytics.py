@@ -1,0 +1,9 @@
+"""Placeholder: filled in by the analytics work of issue 9."""
+
+from __future__ import annotations
+
+from flask_appbuilder import AppBuilder
+
+
+def register(appbuilder: AppBuilder) -> None:
+    """Add this domain's views and APIs (none yet)."""
