@@ -1,6 +1,7 @@
 """All of KeGuan's models; importing this package registers every table on Model.metadata."""
 
 from customfields.definitions import CustomField  # also registers CustomFieldVersion
+from models.analytics import DashboardSubscription
 from models.approvals import ApprovalDecision, ApprovalFlow, ApprovalRequest, ApprovalStep
 from models.audit import AuditHead, AuditLog  # noqa: F401  (audit: not an entity, see models/audit.py)
 from models.base import Model
@@ -48,6 +49,7 @@ __all__ = [
     "Stage",
     "StageChange",
     "Task",
+    "DashboardSubscription",
     "AssignmentRule",
     "BusinessHours",
     "ServiceCalendarDay",
