@@ -236,6 +236,12 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
         Index("ix_customer_pooled_at", "pooled_at"),
         # the home page: recently changed customers
         Index("ix_customer_updated_at", "updated_at"),
+        # the workbench of a manager: the team's customers to contact by today and new this
+        # month, read from the owner's and the departments' index ranges alone
+        Index("ix_customer_owner_next_contact", "owner_id", "next_contact_at"),
+        Index("ix_customer_department_next_contact", "department_id", "next_contact_at"),
+        Index("ix_customer_owner_created", "owner_id", "created_at"),
+        Index("ix_customer_department_created", "department_id", "created_at"),
     )
 
     def __str__(self) -> str:

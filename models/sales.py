@@ -200,6 +200,9 @@ class Opportunity(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
             "owner_id",
             "department_id",
         ),
+        # the workbench of a rep or a manager: their open opportunities closing this month
+        Index("ix_opportunity_owner_open_close", "owner_id", "status", "expected_close"),
+        Index("ix_opportunity_department_open_close", "department_id", "status", "expected_close"),
     )
 
     def __str__(self) -> str:

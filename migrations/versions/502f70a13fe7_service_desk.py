@@ -5,7 +5,7 @@ business hours and calendar days; satisfaction surveys. The queue is served by (
 department_id, status, resolution_due) and the SLA sweep by (status, resolution_due).
 
 Revision ID: 502f70a13fe7
-Revises: e5a0b1c2d3e4
+Revises: f1a2b3c4d5e6
 Create Date: 2026-11-24 07:11:33.924336
 
 """
@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision = '502f70a13fe7'
-down_revision = 'e5a0b1c2d3e4'
+down_revision = 'f1a2b3c4d5e6'
 branch_labels = None
 depends_on = None
 
