@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from flask_babel import lazy_gettext
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, SmallInteger, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Model, utcnow
@@ -36,3 +49,54 @@ class DashboardSubscription(Model):
 
     def __str__(self) -> str:
         return f"{self.dashboard} ({self.user})"
+
+
+#: what a rollup row counts (app/analytics/rollups.py documents each fact's dimensions and measures)
+ROLLUP_FACTS = (
+    "order", "order_by", "line", "customer", "opportunity", "stage", "plan", "payment", "followup", "pool",
+)  # fmt: skip
+
+
+class Rollup(Model):
+    """汇总: the dashboards' precomputed sums and counts, one row per fact, period (a month; a week
+    for pool moves), owner, department, the customer's indexed select custom fields and up to
+    three dimensions. Derived data, rebuilt by app/analytics/rollups.py: no foreign keys, so a
+    deleted user or record never blocks anything here (the next rebuild drops its rows)."""
+
+    __tablename__ = "crm_rollup"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fact: Mapped[str] = mapped_column(String(12), nullable=False)
+    #: first day of the month (first Monday of the week for pool moves)
+    period: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    owner_id: Mapped[int | None] = mapped_column(Integer)
+    department_id: Mapped[int | None] = mapped_column(Integer)
+    #: the customer's indexed select custom fields, "|api=code|api2=|" (sorted by API name)
+    custom_key: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    dim1: Mapped[str | None] = mapped_column(String(100))
+    dim2: Mapped[str | None] = mapped_column(String(100))
+    dim3: Mapped[str | None] = mapped_column(String(255))
+    n: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 2), nullable=False, default=Decimal("0"))
+    amount2: Mapped[Decimal] = mapped_column(Numeric(18, 2), nullable=False, default=Decimal("0"))
+
+    __table_args__ = (
+        # an admin's dashboard: a fact over a period range
+        Index("ix_rollup_fact_period", "fact", "period"),
+        # a rep's (owner) and a manager's (own or department tree) dashboards
+        Index("ix_rollup_fact_owner", "fact", "owner_id", "period"),
+        Index("ix_rollup_fact_department", "fact", "department_id", "period"),
+    )
+
+
+class RollupState(Model):
+    """How far each fact's rollup is: the watermark of the incremental refresh (the moment of the
+    last refresh) and when it was last rebuilt in full (nightly), with the custom fields it keys."""
+
+    __tablename__ = "crm_rollup_state"
+
+    fact: Mapped[str] = mapped_column(String(12), primary_key=True)
+    refreshed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    rebuilt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    #: the API names in custom_key when it was last rebuilt (a change forces a rebuild)
+    custom_fields: Mapped[str] = mapped_column(String(500), nullable=False, default="")
