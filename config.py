@@ -210,3 +210,15 @@ CRM_CONTRACT_FILE_MB = int(os.environ.get("CRM_CONTRACT_FILE_MB", "20"))
 # Where backups are written, and how many of the newest the worker keeps there
 CRM_BACKUP_DIR = os.environ.get("CRM_BACKUP_DIR", str(INSTANCE_DIR / "backups"))
 CRM_BACKUP_KEEP = int(os.environ.get("CRM_BACKUP_KEEP", "14"))
+
+# --- Service desk (app/service.py, app/assignment.py) ---------------------------------------------
+# Tickets no assignment rule matches go to the queue of the department of this name (empty: they
+# stay unassigned, with no team); either way they wait, status new, for someone to take them
+CRM_SERVICE_DEFAULT_DEPARTMENT = os.environ.get("CRM_SERVICE_DEFAULT_DEPARTMENT", "")
+# Ticket numbers: this prefix ({date:...} is the local day) and a daily sequence (GD-20261124-0001)
+CRM_TICKET_NUMBER_PREFIX = os.environ.get("CRM_TICKET_NUMBER_PREFIX", "GD-{date:%Y%m%d}-")
+# Ticket attachments: allowed extensions (comma separated) and the largest size in MB
+CRM_TICKET_FILE_TYPES = os.environ.get(
+    "CRM_TICKET_FILE_TYPES", "pdf,jpg,jpeg,png,gif,doc,docx,xls,xlsx,txt,zip"
+).split(",")
+CRM_TICKET_FILE_MB = int(os.environ.get("CRM_TICKET_FILE_MB", "10"))

@@ -106,7 +106,7 @@ class Ticket(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     access_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     assignment_rule_id: Mapped[int | None] = mapped_column(
-        ForeignKey("crm_assignment_rule.id", ondelete="SET NULL")
+        ForeignKey("crm_assignment_rule.id", ondelete="SET NULL"), index=True
     )
     assigned_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
