@@ -188,6 +188,16 @@ CRM_MAIL_FROM = os.environ.get("CRM_MAIL_FROM", "keguan@localhost")
 # between attempts), then marked failed; an admin can queue it again in the outbox screen
 CRM_MAIL_MAX_ATTEMPTS = int(os.environ.get("CRM_MAIL_MAX_ATTEMPTS", "10"))
 
+# --- Service desk: SLA, the public support pages, surveys (app/sla.py, app/support.py, app/surveys.py)
+# The public address of /support/... in mails to customers (empty: CRM_BASE_URL)
+CRM_SUPPORT_SITE_URL = os.environ.get("CRM_SUPPORT_SITE_URL", "")
+# The public form's human check: at least this many seconds to fill it in, at most this long old
+CRM_SUPPORT_MIN_FILL_SECONDS = int(os.environ.get("CRM_SUPPORT_MIN_FILL_SECONDS", "3"))
+CRM_SUPPORT_CHECK_MAX_SECONDS = int(os.environ.get("CRM_SUPPORT_CHECK_MAX_SECONDS", "7200"))
+# A survey rating at or below this creates a follow-up task, due this many hours later
+CRM_SURVEY_LOW_RATING = int(os.environ.get("CRM_SURVEY_LOW_RATING", "2"))
+CRM_SURVEY_FOLLOWUP_HOURS = int(os.environ.get("CRM_SURVEY_FOLLOWUP_HOURS", "24"))
+
 # --- Customer classification, recomputed daily by the worker (flask crm classify) -----------
 # Purchase frequency: purchases (won deals, later approved orders) within the window; at least
 # HIGH is 高频, at least MID 中频, fewer 低频

@@ -18,6 +18,7 @@ from app.extensions import db
 from app.pools import recycle
 from app.regions import load_regions
 from app.security import generate_password
+from app.sla import seed_service_defaults
 from models import Model  # encryption at rest: every encrypted column
 from models.customers import Industry
 from models.security import CrmUser, Department
@@ -56,6 +57,7 @@ def setup_database() -> dict[str, int]:
     if not session.scalar(select(func.count()).select_from(Industry)):
         session.add_all(Industry(name=name, position=i) for i, name in enumerate(SEED_INDUSTRIES))
         industries = len(SEED_INDUSTRIES)
+    seed_service_defaults(session)  # business hours and SLA policies, once
     session.commit()
     appbuilder = current_app.appbuilder
     # FAB creates these in its create_db(), which Alembic replaces (FAB_CREATE_DB=False)

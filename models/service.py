@@ -126,6 +126,11 @@ class Ticket(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     resolution_breached: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     #: the SLA state whose notice went out last (never twice for the same state)
     sla_notified: Mapped[str | None] = mapped_column(String(10))
+    #: when the ticket becomes at risk (the earliest pending target's at-risk share of business
+    #: time): stored so the sweep is one indexed UPDATE, not business-time arithmetic per row
+    sla_risk_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    #: 'waiting' (等待客户) pauses the resolution clock: when it started (the due moves on resume)
+    sla_paused_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     customer: Mapped[Customer | None] = relationship(Customer)
     contact: Mapped[Contact | None] = relationship(Contact)
