@@ -95,6 +95,8 @@ def dataset(app) -> Iterator[dict[str, Any]]:
                 first_response_at=created + first * H if first is not None else None,
                 resolved_at=created + resolved * H if resolved is not None else None,
                 closed_at=created + resolved * H if status == "closed" else None,
+                resolution="已处理" if resolved is not None else None,
+                resolution_method="explanation" if resolved is not None else None,
                 first_response_due=created + 4 * H,
                 resolution_due=created + 24 * H,
                 first_response_breached=late_response,
