@@ -34,29 +34,52 @@ class HomeSummary:
     by_level: dict[str, int]
 
 
-def home_summary(session: Session, user: CrmUser, cap: int = 100_000) -> HomeSummary:
-    """A few capped counts and the recently changed customers the user may see."""
+#: how many of the most recently changed customers the home page probes for the user's own
+RECENT_PROBE = 2000
+
+
+def recently_changed(session: Session, scope: Any, size: int = 8) -> list[Customer]:
+    """The `size` most recently changed customers within `scope`, with their owners.
+
+    Sorting the whole scope by `updated_at` costs as much as the scope is large (a team's
+    50,000 customers: ~150 ms on SQLite). The most recent RECENT_PROBE customers of the company
+    are read along the updated_at index instead and tested against the scope, which finds the
+    page for anyone who sees more than a few percent of the customers; the others (few
+    customers, so a cheap sort) fall back to sorting their scope.
+    """
+    newest = select(Customer.id).order_by(Customer.updated_at.desc()).limit(RECENT_PROBE).subquery()
+    query = select(Customer).where(scope).order_by(Customer.updated_at.desc()).limit(size)
+    loads = joinedload(Customer.owner)  # the page shows each one's owner
+    found = session.scalars(query.where(Customer.id.in_(select(newest.c.id))).options(loads)).all()
+    if len(found) < size:
+        found = session.scalars(query.options(loads)).all()
+    return list(found)
+
+
+def home_summary(session: Session, user: CrmUser, cap: int = 10_000) -> HomeSummary:
+    """A few counts and the recently changed customers the user may see. A count stops at
+    `cap` + 1 (the page shows "10000+"): an exact COUNT over a manager's or the admin's
+    hundreds of thousands of rows would cost more than the rest of the page."""
     scope = scope_clause(session, Customer, user)
     month_start = utcnow().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
-    def capped(*conditions: object, model: type = Customer) -> int:
-        inner = select(model.id).where(*conditions).limit(cap).subquery()
+    def capped(*conditions: object, model: type = Customer, join: Any = None) -> int:
+        inner = select(model.id).where(*conditions)
+        if join is not None:
+            inner = inner.join(join)
+        inner = inner.limit(cap + 1).subquery()
         return session.scalar(select(func.count()).select_from(inner)) or 0
 
-    recent = session.scalars(
-        select(Customer)
-        .where(scope)
-        .order_by(Customer.updated_at.desc())
-        .limit(8)
-        .options(joinedload(Customer.owner))  # the page shows each one's owner
-    ).all()
     return HomeSummary(
         my_customers=capped(Customer.owner_id == user.id),
         visible_customers=capped(scope),
         new_this_month=capped(scope, Customer.created_at >= month_start),
         key_customers=capped(scope, Customer.level == "key"),
-        contacts=capped(scope_clause(session, Contact, user), model=Contact),
-        recent=list(recent),
+        # a contact is visible with its customer (Contact.__scope_parent__): joined rather than
+        # `customer_id IN (the scope's customers)`, so the count stops after `cap` contacts
+        # instead of first collecting every visible customer's id
+        contacts=capped(scope, model=Contact, join=Contact.customer),
+        recent=recently_changed(session, scope),
         by_level={
             level: count
             for level, count in session.execute(

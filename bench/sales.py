@@ -40,7 +40,7 @@ from app.access import department_tree_ids, entity_name, scope_clause, subordina
 from app.approvals import waiting_for
 from app.demo import COMPANY_WORDS, FOLLOW_UPS, LOST_REASONS, PIPELINES, PRODUCTS, _mobile, _person
 from app.extensions import db
-from app.home import local_day_bounds
+from app.home import RECENT_PROBE, local_day_bounds
 from app.kanban import PAGE_SIZE as BOARD_PAGE_SIZE
 from app.kanban import BoardFilters, _card_query, _conditions, _few_owners, column_status
 from app.orders import expiring_contracts, payments_due
@@ -950,21 +950,24 @@ def workbench_sql(session: Session, ctx: Context, probe: Probe) -> list[Step]:
     owner = aliased(CrmUser)
 
     def counted(*conditions: Any, model: type = Customer) -> Select[Any]:
-        return capped_count(select(model.id).where(*conditions), ctx.count_cap)
+        return capped_count(select(model.id).where(*conditions), ctx.count_cap + 1)
+
+    # app.home.recently_changed: the newest RECENT_PROBE customers tested against the scope
+    newest = select(Customer.id).order_by(Customer.updated_at.desc()).limit(RECENT_PROBE).subquery()
 
     summary = [
         select(
             Customer.id, Customer.name, Customer.level, Customer.mobile, Customer.updated_at, *names(owner)
         )
         .outerjoin(owner, owner.id == Customer.owner_id)
-        .where(customers)
+        .where(customers, Customer.id.in_(select(newest.c.id)))
         .order_by(Customer.updated_at.desc())
         .limit(8),
         counted(Customer.owner_id == user.id),
         counted(customers),
         counted(customers, Customer.created_at >= month_start),
         counted(customers, Customer.level == "key"),
-        counted(scopes[Contact], model=Contact),
+        capped_count(select(Contact.id).join(Contact.customer).where(customers), ctx.count_cap + 1),
         select(Customer.level, func.count()).where(Customer.owner_id == user.id).group_by(Customer.level),
     ]
     day_start, day_end = local_day_bounds(now, ctx.timezone)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from app.access import scope_clause
 from app.customers import customer_service
 from app.extensions import db
-from app.home import local_day_bounds, workbench
+from app.home import home_summary, local_day_bounds, recently_changed, workbench
 from app.sales import lead_service, opportunity_service, task_service
 from models.approvals import ApprovalDecision, ApprovalRequest
-from models.customers import Customer
+from models.customers import Contact, Customer
 from models.orders import Order, PaymentPlan, SalesTarget
 from models.pools import CustomerPool
 from models.sales import Lead, Opportunity, Pipeline, Stage, Task
@@ -179,3 +180,39 @@ def test_workbench_shows_the_pool_and_the_money(app, login_as) -> None:
     assert "待我审批" in page and "工作台审批" in page
     pool.active = False  # leave rep_a's department to the pool tests
     db.session.commit()
+
+
+def test_home_counts_stop_at_the_cap_and_say_so(app, login_as) -> None:
+    """The home page's counts stop one row past CRM_COUNT_CAP and show "cap+" (an exact COUNT
+    over a manager's or the admin's hundreds of thousands of rows would cost more than the page)."""
+    admin = user("admin")
+    customer = db.session.scalars(select(Customer).limit(1)).one()
+    for _ in range(3):
+        db.session.add(Contact(name=unique_name("联系人"), customer=customer, mobile=unique_mobile()))
+    db.session.commit()
+    exact = home_summary(db.session, admin, cap=10**9)
+    assert exact.visible_customers > 3 and exact.contacts >= 3
+    capped = home_summary(db.session, admin, cap=2)
+    assert capped.visible_customers == capped.contacts == 3  # one past the cap: "there are more"
+    assert home_summary(db.session, admin, cap=exact.visible_customers).visible_customers == (
+        exact.visible_customers
+    )  # exactly at the cap: no "+"
+    previous = app.config["CRM_COUNT_CAP"]
+    app.config["CRM_COUNT_CAP"] = 2
+    try:
+        page = login_as("admin").get("/").get_data(as_text=True)
+    finally:
+        app.config["CRM_COUNT_CAP"] = previous
+    assert '<div class="crm-card-figure">2+</div>' in page
+
+
+def test_recent_customers_are_the_newest_within_the_scope(app) -> None:
+    """The newest changed customers of the user's scope, whether the probe of the company's most
+    recent changes finds them (a manager) or the scope is sorted (a rep with few customers)."""
+    for name in ("rep_a", "manager1", "admin"):
+        actor = user(name)
+        scope = scope_clause(db.session, Customer, actor)
+        expected = db.session.scalars(
+            select(Customer.id).where(scope).order_by(Customer.updated_at.desc()).limit(8)
+        ).all()
+        assert [c.id for c in recently_changed(db.session, scope)] == list(expected), name
