@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, has_app_context, has_request_context, request
 from flask_appbuilder.models.filters import BaseFilter
-from sqlalchemy import ColumnElement, false, inspect, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, inspect, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import True_
 
@@ -310,7 +310,11 @@ def pool_clause(session: Session, user: CrmUser | None) -> ColumnElement[bool]:
     """The customers a user sees in the pool screens: those sitting in a pool they may browse."""
     pools = browsable_pool_ids(session, user)
     if pools is None:
-        return Customer.pool_id.is_not(None)
+        # pooled_at is set exactly while a customer sits in a pool. Saying so lets PostgreSQL
+        # walk ix_customer_pooled_at from the newest pooled customer: its backward scan (for
+        # "newest first") otherwise starts with the NULLs of every owned customer (half a
+        # million read and dropped at the bench scale, ~300 ms)
+        return and_(Customer.pool_id.is_not(None), Customer.pooled_at.is_not(None))
     return Customer.pool_id.in_(sorted(pools)) if pools else false()
 
 
