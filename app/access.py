@@ -168,6 +168,8 @@ UNSCOPED_MODELS = frozenset(
         "CustomerPool", "PoolRule", "ApprovalFlow", "ApprovalStep", "SalesTarget",
         # field permissions (字段权限): rules an admin edits
         "FieldRule",
+        # the service desk's business types and assignment rules: settings an admin edits
+        "TicketCategory", "AssignmentRule",
         # the service desk's business calendar and SLA targets: company-wide settings
         "SlaPolicy", "BusinessHours", "ServiceCalendarDay",
     }  # fmt: skip

@@ -92,11 +92,20 @@ def open_counts(session: Session, members: Sequence[int]) -> dict[int, int]:
     return {owner: count for owner, count in rows}
 
 
+def sqlite_write_lock(session: Session, table: str) -> None:
+    """On SQLite, take the database's write lock now (an UPDATE that changes nothing), so what this
+    transaction reads next cannot change before it commits: SQLite ignores FOR UPDATE, but lets
+    one writer at a time. Other databases lock rows (FOR UPDATE) or retry instead."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql(f"UPDATE {table} SET id = id WHERE 0 = 1")  # noqa: S608
+
+
 def pick_member(session: Session, rule: AssignmentRule, members: Sequence[int]) -> int:
     """The member of the rule's team who gets the ticket; moves the round-robin pointer.
 
     The pointer is read under a row lock held to the end of the transaction, so a concurrent
     assignment by the same rule waits and then sees the moved pointer."""
+    sqlite_write_lock(session, AssignmentRule.__tablename__)
     last = session.scalar(
         select(AssignmentRule.last_assigned_user_id).where(AssignmentRule.id == rule.id).with_for_update()
     )

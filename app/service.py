@@ -396,7 +396,7 @@ def _insert_numbered(session: Session, ticket: Ticket, now: dt.datetime) -> None
     one (counting up from the taken number: MariaDB's snapshot would not show it on a re-read)."""
     day = local_day(now)
     if session.get_bind().dialect.name == "sqlite":
-        session.connection().exec_driver_sql("UPDATE crm_ticket SET id = id WHERE 0 = 1")
+        assignment.sqlite_write_lock(session, Ticket.__tablename__)
         ticket.number = next_ticket_number(session, day)
         session.add(ticket)
         session.flush()

@@ -31,6 +31,7 @@ from views import (
 
 CUSTOMERS = "Customers"
 SALES = "Sales"
+SERVICE = "Service"
 SETTINGS = "Settings"
 
 
@@ -56,6 +57,8 @@ MENU = [
     (orders.InvoiceView, "Invoices", _("发票"), "fa-file-o", SALES),
     (approvals.ApprovalRequestView, "Approvals", _("审批"), "fa-check-circle", SALES),
     (targets.SalesTargetView, "Sales targets", _("业绩目标"), "fa-bullseye", SALES),
+    (service.TicketView, "Tickets", _("服务工单"), "fa-ticket", SERVICE),
+    (service.MyTicketView, "My tickets", _("我的待办工单"), "fa-inbox", SERVICE),
     (sales.PipelineView, "Pipelines", _("销售流程"), "fa-random", SETTINGS),
     (pools.CustomerPoolView, "Customer pools", _("公海设置"), "fa-life-ring", SETTINGS),
     (security.DepartmentView, "Departments", _("部门"), "fa-sitemap", SETTINGS),
@@ -69,6 +72,7 @@ MENU = [
 CATEGORIES = {
     CUSTOMERS: (_("客户"), "fa-users"),
     SALES: (_("销售"), "fa-line-chart"),
+    SERVICE: (_("服务"), "fa-life-ring"),
     SETTINGS: (_("设置"), "fa-cogs"),
 }
 
