@@ -170,6 +170,8 @@ UNSCOPED_MODELS = frozenset(
         "FieldRule",
         # the service desk's business types and assignment rules: settings an admin edits
         "TicketCategory", "AssignmentRule",
+        # a dashboard subscription is its user's own: screen and API filter by user_id (我的订阅)
+        "DashboardSubscription",
         # the service desk's business calendar and SLA targets: company-wide settings
         "SlaPolicy", "BusinessHours", "ServiceCalendarDay",
     }  # fmt: skip

@@ -42,6 +42,8 @@ SELF_SERVICE = [
     # decides whether I may decide
     (r"ApprovalRequest(View|Api)", r"can_(list|show|get|info|decide)"),
     (r"ApprovalDecision(View|Api)", READ),
+    # 我的订阅: one's own dashboard subscriptions only (base filter); made on a dashboard
+    (r"DashboardSubscription(View|Api)", r"can_(list|show|get|info|edit|put|delete)"),
 ]
 CUSTOMER_DATA = r"(Customer|Contact)(View|Api)"
 SALES_DATA = r"(Lead|Opportunity|Interaction|Task)(View|Api)"
@@ -313,6 +315,12 @@ class CrmSecurityManager(SecurityManager):
                 if re.fullmatch(view_re, pvm.view_menu.name) and re.fullmatch(perm_re, pvm.permission.name)
             }
             listable = {pvm.view_menu.name for pvm in granted if pvm.permission.name == "can_list"}
+            # a dashboard is a page, not a list: its menu entry follows can_show
+            listable |= {
+                pvm.view_menu.name
+                for pvm in granted
+                if pvm.permission.name == "can_show" and pvm.view_menu.name.endswith("DashboardView")
+            }
             for item_name, category, view_name in menu_items:
                 if view_name in listable:
                     for menu_name in (item_name, category):
