@@ -99,9 +99,10 @@ class BusinessCalendar:
             weekly.setdefault(row.weekday, []).append((row.start_time, row.end_time))
         for intervals in weekly.values():
             intervals.sort()
-        overrides = dict(
-            session.execute(select(ServiceCalendarDay.day, ServiceCalendarDay.kind)).tuples().all()
-        )
+        overrides = {
+            row.day: row.kind
+            for row in session.execute(select(ServiceCalendarDay.day, ServiceCalendarDay.kind))
+        }
         return cls(ZoneInfo(zone), weekly, overrides)
 
     def workday_hours(self) -> list[tuple[dt.time, dt.time]]:
@@ -465,13 +466,12 @@ def _recipients(session: Session, rows: Iterable[Any]) -> dict[int, list[tuple[i
             users[u.id] = (u.email, u.manager_id, u.active)
     leaders = {}
     if department_ids:
-        leaders = dict(
-            session.execute(
+        leaders = {
+            row.id: row.leader_id
+            for row in session.execute(
                 select(Department.id, Department.leader_id).where(Department.id.in_(department_ids))
             )
-            .tuples()
-            .all()
-        )
+        }
     extra = {m for (_e, m, _a) in users.values() if m} | {v for v in leaders.values() if v}
     extra -= set(users)
     if extra:
