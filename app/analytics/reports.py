@@ -185,7 +185,9 @@ def send_due_reports(session: Session, now: dt.datetime) -> dict[str, int]:
             report["skipped"] += 1
             continue
         subject, text, html = build_report(session, user, subscription, base_url, today)
-        key = f"dashboard-report:{subscription.id}:{iso_year}-W{iso_week:02d}"
+        # the creation time too: SQLite may give a deleted subscription's id to a new one
+        made = f"{subscription.created_at:%Y%m%d%H%M%S%f}"
+        key = f"dashboard-report:{subscription.id}:{made}:{iso_year}-W{iso_week:02d}"
         try:
             queued = queue_mail(session, user.email, subject, text, dedup_key=key, html=html)
             subscription.last_sent_at = now
