@@ -22,6 +22,7 @@ from app.customfields import CustomFieldService
 from app.demo_approvals import demo_decide, load_approval_demo
 from app.demo_orders import load_order_demo
 from app.demo_pools import load_pool_demo
+from app.demo_service import load_service_demo
 from app.security import generate_password
 from customfields.definitions import CustomField
 from models.base import utcnow
@@ -485,6 +486,7 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
     figures |= load_order_demo(session, rng, reps)
     figures |= {f"approvals {key}": value for key, value in demo_decide(session, rng).items()}
     figures |= {f"pool {key}": value for key, value in load_pool_demo(session, rng, reps).items()}
+    figures |= {f"service {key}": value for key, value in load_service_demo(session, rng, password).items()}
     counts = {"users": len(users), "customers": customers, "contacts": contacts}
     return {**counts, "password": password, **figures}
 

@@ -86,7 +86,7 @@ STOP_WORDS = frozenset(
     因为 所以 如果 虽然 还是 已经 一直 才 再 在 对 把 被 让 给 从 向 到 为 以 于 之 上 下 中 里 后 前
     吗 吧 呢 啊 呀 哦 嗯 哈 么 啦 嘛 呗 不 没 有 要 会 能 可以 可能 应该 需要 希望 觉得 感觉 知道 什么
     怎么 怎么样 为什么 多少 哪里 这里 那里 时候 现在 今天 昨天 明天 一下 一次 一样 这么 那么 还要
-    其他 其它 自己 大家 谢谢 感谢 您好 你好 麻烦 请 一般 以后 之后 之前 的话 等等 真的 实在 特别 确实
+    一个多 其他 其它 自己 大家 谢谢 感谢 您好 你好 麻烦 请 一般 以后 之后 之前 的话 等等 真的 实在 特别 确实
     """.split()
 )
 _WORD = re.compile(r"[\w\u4e00-\u9fff]")
@@ -536,8 +536,9 @@ def low_rating() -> int:
 
 
 def segment(text: str) -> list[list[str]]:
-    """The meaningful words of a comment, clause by clause (punctuation splits clauses): jieba's
-    segmentation without stop words, single characters, numbers and punctuation."""
+    """The meaningful words of a comment in runs of adjacent words (punctuation, numbers and single
+    characters end a run; stop words are skipped): jieba's segmentation without stop words,
+    single characters, numbers and punctuation."""
     clauses: list[list[str]] = [[]]
     for token in jieba.lcut(text):
         token = token.strip()
@@ -545,7 +546,11 @@ def segment(text: str) -> list[list[str]]:
             if clauses[-1]:
                 clauses.append([])
             continue
-        if len(token) < 2 or token in STOP_WORDS or _DIGITS.match(token):
+        if token in STOP_WORDS:
+            continue  # 配送也太慢: the phrase 配送太慢 survives the function word
+        if len(token) < 2 or _DIGITS.match(token):
+            if clauses[-1]:  # 问了三次都没说清楚: no phrase 三次清楚 across the content word 说
+                clauses.append([])
             continue
         clauses[-1].append(token.lower())
     return [c for c in clauses if c]

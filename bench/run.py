@@ -51,7 +51,7 @@ from app.cli import ensure_admin, setup_database
 from app.extensions import db
 from app.search import search_statements
 from app.worker import analyze_tables
-from bench import custom, money, sales
+from bench import custom, money, sales, service
 from bench.common import (
     DEFAULT_TARGET_MS,
     PAGE_SIZE,
@@ -132,6 +132,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=True,
         help="generate customer pools (half the customers pooled) and two orders per customer and "
         "time the recycle run, pool lists, claims, handover and order creation (default: on)",
+    )
+    parser.add_argument(
+        "--service",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="generate support teams, 50 assignment rules and one ticket per customer (10%% open) and "
+        "time the agent's queue, a ticket with 200 comments, creating a ticket and the SLA sweep "
+        "(default: on)",
     )
     parser.add_argument(
         "--statistics",
@@ -772,6 +780,8 @@ def main(argv: list[str] | None = None) -> int:
             info["sales"] = sales.prepare(app, args.seed)
         if args.money and (args.build_only or money.wanted(args)):
             info["money"] = money.prepare(app, args.seed)
+        if args.service and (args.build_only or service.wanted(args)):
+            info["service"] = service.prepare(app, args.seed)
     if args.statistics:
         info["statistics_seconds"] = nightly_statistics(app)
     if args.build_only:
@@ -801,6 +811,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.money:
         info["money_details"] = {}
         results.extend(money.run(app, args, queries, db_name, HEADER, info["money_details"]))
+    if args.service:
+        info["service_details"] = {}
+        results.extend(service.run(app, args, queries, db_name, HEADER, info["service_details"]))
     print_query_counts(results)
     path = write_json(db_name, url, args, info, results)
     print(f"\nwritten {path.relative_to(BENCH_DIR.parent)}")
