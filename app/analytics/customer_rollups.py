@@ -1,0 +1,419 @@
+"""The customers dashboard's own rollups (issue 9): what app/analytics/rollups.py does not keep.
+
+The shared rollup (`crm_rollup`, app/analytics/rollups.py) serves the charts over a period (new
+customers by month, orders and revenue by industry or frequency class, order lines by category).
+Two things it cannot serve are kept here:
+
+- `crm_rollup_customer_dim`: customers as they are now, by one dimension (industry, level, city,
+  district, purchase-frequency class, RFM segment) x owner x department x custom_key. Summing the
+  shared `customer` fact over every creation month would read months x owners x values rows; this
+  table has no month. The RFM segment needs each buying customer's quintile scores among all
+  buying customers, which is no sum of monthly rows at all.
+- `crm_rollup_potential_customer`: the "potential customers" (trends.py) with what they share
+  with the best customers of their industry; bounded by the rule that selects them.
+
+`custom_key` is the shared rollup's key of the customer's indexed select custom fields
+("|api=code|...|", rollups.custom_key_sql), so a filter or dimension by such a field means the same
+here as on every other chart. Data scope is applied when reading, on the owner and department
+columns, through app.access.owner_clause (scope_rows).
+
+Freshness: rebuilt whole by the worker's `rollups` job (rollups.refresh_rollups calls
+refresh_customer_rollups) when an hour old (REFRESH_EVERY) or when the shared rollups are rebuilt
+in full: these numbers are at most one hour behind the records. The grouping runs in the
+database; only grouped rows (tens of thousands at the standard scale) pass through Python, so the
+write transaction that replaces them is short.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from app.access import owner_clause
+from app.analytics import rollups
+from models.base import Choices, Model
+from models.customers import Customer, CustomerGroup, customer_group_member
+from models.orders import LIVE_ORDER, Order
+from models.security import CrmUser
+
+MONEY = Numeric(16, 2)
+
+#: RFM segments: R, F and M each high (quintile score above the mean score 3, i.e. 4 or 5) or low
+RFM_SEGMENTS = Choices(
+    ("vip", "重要价值客户"),  # R high F high M high
+    ("develop", "重要发展客户"),  # R high F low M high
+    ("keep", "重要保持客户"),  # R low F high M high
+    ("retain", "重要挽留客户"),  # R low F low M high
+    ("general_value", "一般价值客户"),  # R high F high M low
+    ("general_develop", "一般发展客户"),  # R high F low M low
+    ("general_keep", "一般保持客户"),  # R low F high M low
+    ("general_retain", "一般挽留客户"),  # R low F low M low
+    ("none", "未购买"),  # no live order yet
+)
+#: how often the customers' own rollups are rebuilt (the worker's run every 10 minutes checks)
+REFRESH_EVERY = dt.timedelta(hours=1)
+#: the best customers: top decile of revenue over the last 12 months (cume_dist above this)
+BEST_DECILE = 0.9
+#: a potential customer bought less than this share of its best peers' average
+POTENTIAL_SHARE = Decimal("0.2")
+#: ... and shares at least this many of the three traits (size, level, city) with them
+POTENTIAL_MIN_TRAITS = 2
+#: the static customer group (客户分组) that holds the potential customers: the segment to act on
+POTENTIAL_GROUP = "潜力客户（系统）"
+POTENTIAL_GROUP_NOTE = "由客户看板每 10 分钟更新：与同行业最佳客户相似但近 12 个月采购很少的客户"
+
+
+class CustomerDimRollup(Model):
+    """Customers now, per dimension value, owner, department and custom-field choice."""
+
+    __tablename__ = "crm_rollup_customer_dim"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dim: Mapped[str] = mapped_column(String(12), nullable=False)
+    value: Mapped[str] = mapped_column(String(40), nullable=False, default="")
+    owner_id: Mapped[int | None] = mapped_column(Integer)
+    department_id: Mapped[int | None] = mapped_column(Integer)
+    #: the customer's indexed select custom fields, as crm_rollup.custom_key
+    custom_key: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    customers: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    #: when the table was rebuilt (the same on every row)
+    refreshed_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+
+    __table_args__ = (
+        Index("ix_rollup_customer_dim_owner", "dim", "owner_id"),
+        Index("ix_rollup_customer_dim_department", "dim", "department_id"),
+    )
+
+
+class PotentialCustomer(Model):
+    """A customer like the best of its industry that has bought little (see trends.py)."""
+
+    __tablename__ = "crm_rollup_potential_customer"
+
+    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    department_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    industry_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: the customer's live orders over the last 12 months, and its best peers' average
+    amount: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=Decimal("0"))
+    peer_average: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    peers: Mapped[int] = mapped_column(Integer, nullable=False)
+    same_size: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    same_level: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    same_city: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    #: traits shared (2 or 3), then the gap to the peers' average: the list's order
+    score: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    gap: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    computed_on: Mapped[dt.date] = mapped_column(Date, nullable=False)
+
+    __table_args__ = (Index("ix_rollup_potential_order", "score", "gap"),)
+
+
+#: dimensions of CustomerDimRollup: name -> the customer column it groups by
+def _dim_columns() -> dict[str, ColumnElement[Any]]:
+    return {
+        "industry": Customer.industry_id,
+        "level": Customer.level,
+        "city": Customer.city_code,
+        "district": Customer.district_code,
+        "frequency": Customer.purchase_frequency,
+    }
+
+
+def as_text(column: Any) -> ColumnElement[str]:
+    """A dimension value as the text stored in `value` ('' for none)."""
+    return func.coalesce(cast(column, String(40)), "")
+
+
+# --- refresh --------------------------------------------------------------------------------------
+def _score(distribution: ColumnElement[float]) -> ColumnElement[int]:
+    """A quintile score 1-5 from cume_dist (ties share a score, unlike NTILE)."""
+    return case(
+        (distribution <= literal(0.2, Float), 1),
+        (distribution <= literal(0.4, Float), 2),
+        (distribution <= literal(0.6, Float), 3),
+        (distribution <= literal(0.8, Float), 4),
+        else_=5,
+    )
+
+
+def live_order_totals() -> Any:
+    """Each buying customer's last order date, live orders and their total (one GROUP BY)."""
+    return (
+        select(
+            Order.customer_id.label("customer_id"),
+            func.max(Order.ordered_on).label("last_order"),
+            func.count(Order.id).label("orders"),
+            func.sum(Order.total_amount).label("revenue"),
+        )
+        .where(Order.status.in_(LIVE_ORDER))
+        .group_by(Order.customer_id)
+        .subquery()
+    )
+
+
+def rfm_subquery(key: ColumnElement[str]) -> Any:
+    """Each buying customer's R, F and M scores (quintiles over all buying customers, company-wide:
+    a rep's 重要价值客户 are valuable by the company's measure), its segment, owner, department and
+    custom key. The customers are joined inside, driven by the buyers (a join of all customers to
+    this windowed subquery made SQLite rescan it per customer)."""
+    agg = live_order_totals()
+    scored = (
+        select(
+            agg.c.customer_id,
+            Customer.owner_id,
+            Customer.department_id,
+            key.label("custom_key"),
+            _score(func.cume_dist().over(order_by=agg.c.last_order)).label("r"),
+            _score(func.cume_dist().over(order_by=agg.c.orders)).label("f"),
+            _score(func.cume_dist().over(order_by=agg.c.revenue)).label("m"),
+        )
+        .select_from(agg)
+        .join(Customer, Customer.id == agg.c.customer_id)
+        .subquery()
+    )
+    r_high, f_high, m_high = scored.c.r > 3, scored.c.f > 3, scored.c.m > 3
+    segment = case(
+        (and_(r_high, f_high, m_high), "vip"),
+        (and_(r_high, m_high), "develop"),
+        (and_(f_high, m_high), "keep"),
+        (m_high, "retain"),
+        (and_(r_high, f_high), "general_value"),
+        (r_high, "general_develop"),
+        (f_high, "general_keep"),
+        else_="general_retain",
+    )
+    return select(
+        scored.c.customer_id,
+        scored.c.owner_id,
+        scored.c.department_id,
+        scored.c.custom_key,
+        scored.c.r,
+        scored.c.f,
+        scored.c.m,
+        segment.label("segment"),
+    ).subquery()
+
+
+def _dim_rows(session: Session) -> list[dict[str, Any]]:
+    """Customers now per dimension value, owner, department and custom key: one GROUP BY each."""
+    key = rollups.custom_key_sql(rollups.keyed_fields(session))
+    queries = []
+    for column in _dim_columns().values():
+        grouped = [as_text(column), Customer.owner_id, Customer.department_id, key]
+        queries.append(select(*grouped, func.count()).group_by(*grouped))
+    rfm = rfm_subquery(key)
+    grouped = [rfm.c.segment, rfm.c.owner_id, rfm.c.department_id, rfm.c.custom_key]
+    queries.append(select(*grouped, func.count()).group_by(*grouped))
+    buyers = select(Order.customer_id).where(Order.status.in_(LIVE_ORDER))
+    grouped = [literal("none"), Customer.owner_id, Customer.department_id, key]
+    queries.append(select(*grouped, func.count()).where(Customer.id.not_in(buyers)).group_by(*grouped[1:]))
+    rows: list[dict[str, Any]] = []
+    for dim, query in zip([*_dim_columns(), "segment", "segment"], queries, strict=True):
+        for found, owner_id, department_id, custom_key, count in session.execute(query):
+            rows.append(
+                {
+                    "dim": dim,
+                    "value": found,
+                    "owner_id": owner_id,
+                    "department_id": department_id,
+                    "custom_key": custom_key or "",
+                    "customers": count,
+                }
+            )
+    return rows
+
+
+def _replace(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
+    """Replace a table's rows through the connection: derived data, not audited (as rollups.py)."""
+    connection, table = session.connection(), model.__table__
+    connection.execute(table.delete())
+    for start in range(0, len(rows), 5000):
+        connection.execute(table.insert(), rows[start : start + 5000])
+
+
+def refresh_potential_customers(session: Session, today: dt.date) -> int:
+    """Rebuild the potential customers and the group that holds them; returns how many.
+
+    The best customers are the top decile of live-order revenue over the last 12 months; per
+    industry, their average and their most common size, level and city form the profile. A
+    customer of that industry outside the best, with less than POTENTIAL_SHARE of the average and
+    at least POTENTIAL_MIN_TRAITS of the three traits in common, is a potential customer.
+    """
+    since = today - dt.timedelta(days=365)
+    revenue = (
+        select(Order.customer_id.label("customer_id"), func.sum(Order.total_amount).label("amount"))
+        .where(Order.status.in_(LIVE_ORDER), Order.ordered_on > since, Order.ordered_on <= today)
+        .group_by(Order.customer_id)
+        .subquery()
+    )
+    ranked = select(
+        revenue.c.customer_id, revenue.c.amount, func.cume_dist().over(order_by=revenue.c.amount).label("cd")
+    ).subquery()
+    best = (
+        select(ranked.c.customer_id, ranked.c.amount)
+        .where(ranked.c.cd > literal(BEST_DECILE, Float), ranked.c.amount > 0)
+        .subquery()
+    )
+    traits = session.execute(
+        select(Customer.industry_id, Customer.size, Customer.level, Customer.city_code, best.c.amount)
+        .select_from(best)  # driven by the best (a join the other way rescans the window per customer)
+        .join(Customer, Customer.id == best.c.customer_id)
+        .where(Customer.industry_id.is_not(None))
+    ).all()  # the best decile's rows: bounded by a tenth of the buying customers, five columns
+    per_industry: dict[int, list[Any]] = defaultdict(list)
+    for row in traits:
+        per_industry[row.industry_id].append(row)
+    profiles: dict[int, dict[str, Any]] = {}
+    for industry_id, members in per_industry.items():
+
+        def mode(values: list[Any]) -> Any:
+            counted = Counter(v for v in values if v is not None).most_common()
+            # a tie for the most common value has no typical value: that trait cannot match
+            if not counted or (len(counted) > 1 and counted[0][1] == counted[1][1]):
+                return None
+            return counted[0][0]
+
+        total = sum((Decimal(m.amount) for m in members), Decimal("0"))
+        profiles[industry_id] = {
+            "peers": len(members),
+            "average": (total / len(members)).quantize(Decimal("0.01")),
+            "size": mode([m.size for m in members]),
+            "level": mode([m.level for m in members]),
+            "city": mode([m.city_code for m in members]),
+        }
+    session.connection().execute(delete(PotentialCustomer))
+    group_id = _potential_group(session)
+    session.connection().execute(
+        delete(customer_group_member).where(customer_group_member.c.group_id == group_id)
+    )
+    if not profiles:
+        return 0
+
+    def by_industry(key: str, default: Any = None) -> Any:
+        return case({i: p[key] for i, p in profiles.items()}, value=Customer.industry_id, else_=default)
+
+    def same(key: str, column: Any) -> ColumnElement[bool]:
+        wanted = {i: p[key] for i, p in profiles.items() if p[key] is not None}
+        if not wanted:
+            return literal(False)
+        return func.coalesce(column == case(wanted, value=Customer.industry_id, else_=None), False)
+
+    same_size, same_level, same_city = (
+        same("size", Customer.size),
+        same("level", Customer.level),
+        same("city", Customer.city_code),
+    )
+    score = sum((case((flag, 1), else_=0) for flag in (same_size, same_level, same_city)), literal(0))
+    # the customer's own amount through ix_order_customer (customer_id, ordered_on), per candidate
+    own = (
+        select(func.sum(Order.total_amount))
+        .where(
+            Order.customer_id == Customer.id,
+            Order.ordered_on > since,
+            Order.ordered_on <= today,
+            Order.status.in_(LIVE_ORDER),
+        )
+        .correlate(Customer)
+        .scalar_subquery()
+    )
+    amount = func.coalesce(own, 0)
+    average = by_industry("average")
+    best_ids = select(best.c.customer_id)
+    candidates = select(
+        Customer.id,
+        Customer.owner_id,
+        Customer.department_id,
+        Customer.industry_id,
+        amount,
+        average,
+        by_industry("peers"),
+        same_size,
+        same_level,
+        same_city,
+        score,
+        average - amount,
+        literal(today, Date),
+    ).where(
+        Customer.industry_id.in_(sorted(profiles)),
+        Customer.id.not_in(best_ids),
+        amount < average * POTENTIAL_SHARE,
+        score >= POTENTIAL_MIN_TRAITS,
+    )
+    columns = [
+        "customer_id", "owner_id", "department_id", "industry_id", "amount", "peer_average", "peers",
+        "same_size", "same_level", "same_city", "score", "gap", "computed_on",
+    ]  # fmt: skip
+    session.connection().execute(insert(PotentialCustomer).from_select(columns, candidates))
+    session.connection().execute(
+        insert(customer_group_member).from_select(
+            ["customer_id", "group_id"], select(PotentialCustomer.customer_id, literal(group_id))
+        )
+    )
+    return session.scalar(select(func.count()).select_from(PotentialCustomer)) or 0
+
+
+def _potential_group(session: Session) -> int:
+    group_id = session.scalar(select(CustomerGroup.id).where(CustomerGroup.name == POTENTIAL_GROUP))
+    if group_id is None:
+        group = CustomerGroup(name=POTENTIAL_GROUP, description=POTENTIAL_GROUP_NOTE)
+        session.add(group)
+        session.flush()
+        group_id = group.id
+    return group_id
+
+
+def potential_group_id(session: Session) -> int | None:
+    """The id of the potential customers' group (None until the first refresh)."""
+    return session.scalar(select(CustomerGroup.id).where(CustomerGroup.name == POTENTIAL_GROUP))
+
+
+def refresh_customer_rollups(session: Session, now: dt.datetime, force: bool = False) -> dict[str, int]:
+    """Rebuild the customers dashboard's rollups and commit, when forced (a full rollup rebuild)
+    or when they are REFRESH_EVERY old: at the standard scale a rebuild reads every customer and
+    order (about a minute on SQLite), too much for every 10-minute run. Returns rows written."""
+    last = session.scalar(select(CustomerDimRollup.refreshed_at).limit(1))
+    if not force and last is not None and now - last < REFRESH_EVERY:
+        return {}
+    dim_rows = [{**row, "refreshed_at": now} for row in _dim_rows(session)]
+    _replace(session, CustomerDimRollup, dim_rows)
+    potential = refresh_potential_customers(session, now.date())
+    session.commit()
+    return {"customer_dim*": len(dim_rows), "potential_customer*": potential}
+
+
+# --- reading --------------------------------------------------------------------------------------
+def scope_rows(session: Session, user: CrmUser, model: type, entity: str) -> ColumnElement[bool]:
+    """The user's data scope on a rollup's owner and department columns, by the rule of the
+    `entity` ("customer", "order": app.access.owner_clause, given the rollup's columns under that
+    entity's table name)."""
+    proxy = type(
+        f"{model.__name__}_{entity}",
+        (),
+        {"__tablename__": f"crm_{entity}", "owner_id": model.owner_id, "department_id": model.department_id},
+    )
+    return owner_clause(session, proxy, user)
