@@ -97,6 +97,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from app.access import owner_clause
+from app.analytics import customer_rollups  # the customers dashboard's own tables
 from app.errors import ValidationFailed
 from customfields.definitions import CustomField, definitions
 from customfields.query import custom_sql
@@ -197,21 +198,23 @@ def custom_condition(session: Session, chosen: dict[str, str]) -> list[ColumnEle
 
 
 # --- the data scope on rollup rows -------------------------------------------------------------------
-class _ScopeColumns:
+def _scope_columns(fact: str) -> type:
     """The rollup's owner and department columns under the source entity's name, so that
     app.access.owner_clause applies that entity's data scope of the user's roles to them."""
-
-    def __init__(self, fact: str) -> None:
-        self.__tablename__ = "crm_" + SCOPE_ENTITY[fact]
-        self.owner_id = Rollup.owner_id
-        self.department_id = Rollup.department_id
+    entity = SCOPE_ENTITY[fact]
+    attributes = {
+        "__tablename__": "crm_" + entity,
+        "owner_id": Rollup.owner_id,
+        "department_id": Rollup.department_id,
+    }
+    return type(f"RollupOf_{entity}", (), attributes)
 
 
 def scope_clause(session: Session, fact: str, user: CrmUser | None) -> ColumnElement[bool]:
     """The rollup rows of `fact` the user sees: the owner/department part of their data scope of
     the source entity (a rep: own rows; a manager: the department tree's; admin: all).
     Collaborations and approval visibility (app.access extensions) are not part of "my numbers"."""
-    return owner_clause(session, _ScopeColumns(fact), user)
+    return owner_clause(session, _scope_columns(fact), user)
 
 
 # --- periods -----------------------------------------------------------------------------------------
@@ -751,6 +754,7 @@ def refresh_rollups(
             report[name] = written
         _save_state(session, name, now, rebuild, signature, state is not None)
         session.commit()
+    report |= customer_rollups.refresh_customer_rollups(session, now, full) if facts is None else {}
     return report
 
 
