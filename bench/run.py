@@ -51,7 +51,7 @@ from app.cli import ensure_admin, setup_database
 from app.extensions import db
 from app.search import search_statements
 from app.worker import analyze_tables
-from bench import custom, money, sales, service
+from bench import analytics, custom, money, sales, service
 from bench.common import (
     DEFAULT_TARGET_MS,
     PAGE_SIZE,
@@ -140,6 +140,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="generate support teams, 50 assignment rules and one ticket per customer (10%% open) and "
         "time the agent's queue, a ticket with 200 comments, creating a ticket and the SLA sweep "
         "(default: on)",
+    )
+    parser.add_argument(
+        "--analytics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="build the dashboards' rollups and time the sales and customers dashboards per actor, with and "
+        "without a custom-field filter, and the incremental refresh after 100 orders (default: on)",
     )
     parser.add_argument(
         "--statistics",
@@ -814,6 +821,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.service:
         info["service_details"] = {}
         results.extend(service.run(app, args, queries, db_name, HEADER, info["service_details"]))
+    if args.analytics:
+        info["analytics_details"] = {}
+        results.extend(analytics.run(app, args, queries, db_name, HEADER, info["analytics_details"]))
     print_query_counts(results)
     path = write_json(db_name, url, args, info, results)
     print(f"\nwritten {path.relative_to(BENCH_DIR.parent)}")
