@@ -197,8 +197,11 @@ def _apply(
 ) -> None:
     """Set keys and relationships alike (a relationship set earlier would win at flush)."""
     ticket.assignment_rule = rule
+    ticket.assignment_rule_id = rule.id if rule is not None else None
     ticket.owner = session.get(CrmUser, user_id) if user_id is not None else None
+    ticket.owner_id = user_id
     ticket.department = session.get(Department, department_id) if department_id is not None else None
+    ticket.department_id = department_id
     ticket.assigned_at = utcnow() if user_id is not None else None
     if ticket.status in (None, "new", "assigned"):
         ticket.status = "assigned" if user_id is not None else "new"

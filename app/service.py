@@ -342,6 +342,16 @@ class TicketService(RecordService):
             return item
         return super().save(session, item, actor)
 
+    def before_save(self, session: Session, item: Ticket, actor: CrmUser | None, is_new: bool) -> None:
+        stored = session.scalar(select(Ticket.priority).where(Ticket.id == item.id)) if not is_new else None
+        item.__dict__["_priority_changed"] = not is_new and stored != item.priority
+
+    def after_save(self, session: Session, item: Ticket) -> None:
+        """A changed priority changes the SLA targets (they count from the ticket's creation)."""
+        if item.__dict__.pop("_priority_changed", False):
+            sla.apply_targets(session, item, utcnow())
+            session.flush()
+
     def authorize(self, session: Session, item: Ticket, actor: CrmUser | None) -> None:
         require_workable(session, item, actor)
 
