@@ -62,7 +62,8 @@ from models.security import CrmUser
 
 MONEY = Numeric(16, 2)
 
-#: RFM segments: R, F and M each high (quintile score above the mean score 3, i.e. 4 or 5) or low
+#: RFM segments over the last 12 months: R, F and M each high (quintile score above the mean
+#: score 3, i.e. 4 or 5) or low
 RFM_SEGMENTS = Choices(
     ("vip", "重要价值客户"),  # R high F high M high
     ("develop", "重要发展客户"),  # R high F low M high
@@ -72,7 +73,7 @@ RFM_SEGMENTS = Choices(
     ("general_develop", "一般发展客户"),  # R high F low M low
     ("general_keep", "一般保持客户"),  # R low F high M low
     ("general_retain", "一般挽留客户"),  # R low F low M low
-    ("none", "未购买"),  # no live order yet
+    ("none", "近 12 个月未购买"),  # no live order in the 12 months
 )
 #: how often the customers' own rollups are rebuilt (the worker's run every 10 minutes checks)
 REFRESH_EVERY = dt.timedelta(hours=1)
@@ -161,8 +162,9 @@ def _score(distribution: ColumnElement[float]) -> ColumnElement[int]:
     )
 
 
-def live_order_totals() -> Any:
-    """Each buying customer's last order date, live orders and their total (one GROUP BY)."""
+def live_order_totals(today: dt.date) -> Any:
+    """Each customer's last live order date, live orders and their total over the 12 months up to
+    `today` (one GROUP BY; the customers with none are not in it)."""
     return (
         select(
             Order.customer_id.label("customer_id"),
@@ -170,18 +172,23 @@ def live_order_totals() -> Any:
             func.count(Order.id).label("orders"),
             func.sum(Order.total_amount).label("revenue"),
         )
-        .where(Order.status.in_(LIVE_ORDER))
+        .where(Order.status.in_(LIVE_ORDER), *within_year(today))
         .group_by(Order.customer_id)
         .subquery()
     )
 
 
-def rfm_subquery(key: ColumnElement[str]) -> Any:
+def within_year(today: dt.date) -> list[ColumnElement[bool]]:
+    """Orders of the 12 months up to `today` (the window of RFM and of the best customers)."""
+    return [Order.ordered_on > today - dt.timedelta(days=365), Order.ordered_on <= today]
+
+
+def rfm_subquery(key: ColumnElement[str], today: dt.date) -> Any:
     """Each buying customer's R, F and M scores (quintiles over all buying customers, company-wide:
     a rep's 重要价值客户 are valuable by the company's measure), its segment, owner, department and
     custom key. The customers are joined inside, driven by the buyers (a join of all customers to
     this windowed subquery made SQLite rescan it per customer)."""
-    agg = live_order_totals()
+    agg = live_order_totals(today)
     scored = (
         select(
             agg.c.customer_id,
@@ -219,17 +226,17 @@ def rfm_subquery(key: ColumnElement[str]) -> Any:
     ).subquery()
 
 
-def _dim_rows(session: Session) -> list[dict[str, Any]]:
+def _dim_rows(session: Session, today: dt.date) -> list[dict[str, Any]]:
     """Customers now per dimension value, owner, department and custom key: one GROUP BY each."""
     key = rollups.custom_key_sql(rollups.keyed_fields(session))
     queries = []
     for column in _dim_columns().values():
         grouped = [as_text(column), Customer.owner_id, Customer.department_id, key]
         queries.append(select(*grouped, func.count()).group_by(*grouped))
-    rfm = rfm_subquery(key)
+    rfm = rfm_subquery(key, today)
     grouped = [rfm.c.segment, rfm.c.owner_id, rfm.c.department_id, rfm.c.custom_key]
     queries.append(select(*grouped, func.count()).group_by(*grouped))
-    buyers = select(Order.customer_id).where(Order.status.in_(LIVE_ORDER))
+    buyers = select(Order.customer_id).where(Order.status.in_(LIVE_ORDER), *within_year(today))
     grouped = [literal("none"), Customer.owner_id, Customer.department_id, key]
     queries.append(select(*grouped, func.count()).where(Customer.id.not_in(buyers)).group_by(*grouped[1:]))
     rows: list[dict[str, Any]] = []
@@ -264,10 +271,9 @@ def refresh_potential_customers(session: Session, today: dt.date) -> int:
     customer of that industry outside the best, with less than POTENTIAL_SHARE of the average and
     at least POTENTIAL_MIN_TRAITS of the three traits in common, is a potential customer.
     """
-    since = today - dt.timedelta(days=365)
     revenue = (
         select(Order.customer_id.label("customer_id"), func.sum(Order.total_amount).label("amount"))
-        .where(Order.status.in_(LIVE_ORDER), Order.ordered_on > since, Order.ordered_on <= today)
+        .where(Order.status.in_(LIVE_ORDER), *within_year(today))
         .group_by(Order.customer_id)
         .subquery()
     )
@@ -334,9 +340,8 @@ def refresh_potential_customers(session: Session, today: dt.date) -> int:
         select(func.sum(Order.total_amount))
         .where(
             Order.customer_id == Customer.id,
-            Order.ordered_on > since,
-            Order.ordered_on <= today,
             Order.status.in_(LIVE_ORDER),
+            *within_year(today),
         )
         .correlate(Customer)
         .scalar_subquery()
@@ -397,9 +402,9 @@ def refresh_customer_rollups(session: Session, now: dt.datetime, force: bool = F
     or when they are REFRESH_EVERY old: at the standard scale a rebuild reads every customer and
     order (about a minute on SQLite), too much for every 10-minute run. Returns rows written."""
     last = session.scalar(select(CustomerDimRollup.refreshed_at).limit(1))
-    if not force and last is not None and now - last < REFRESH_EVERY:
+    if not force and last is not None and dt.timedelta(0) <= now - last < REFRESH_EVERY:
         return {}
-    dim_rows = [{**row, "refreshed_at": now} for row in _dim_rows(session)]
+    dim_rows = [{**row, "refreshed_at": now} for row in _dim_rows(session, now.date())]
     _replace(session, CustomerDimRollup, dim_rows)
     potential = refresh_potential_customers(session, now.date())
     session.commit()
