@@ -279,3 +279,19 @@ def test_bad_filters_are_refused(ours, admin) -> None:
     with pytest.raises(ValidationFailed) as error:
         sa.csat_by_month(db.session, admin, Filters(custom={"no_such_field": "x"}))
     assert "custom" in error.value.errors
+
+
+def test_the_service_dashboard_charts_draw_the_analysis(ours, admin) -> None:
+    from app.analytics import charts, charts_of  # noqa: F401 - registers every chart
+
+    registered = {chart.key: chart for chart in charts_of("service")}
+    assert {"csat_month", "csat_agent", "times_month", "backlog_status", "low_words"} <= set(registered)
+    for chart in registered.values():
+        frame = chart.data(db.session, admin, ours)
+        assert chart.figure is not None and chart.figure(frame, ours).to_json()
+    frame = registered["csat_category"].data(db.session, admin, ours)
+    assert dict(zip(frame["label"], frame["answered"], strict=True)) == {"析-配送延迟": 3, "析-发票": 2}
+    row = frame[frame["label"] == "析-发票"].iloc[0].to_dict()
+    assert registered["csat_category"].link(row, ours).startswith("/ticketview/list/?_flt_0_category=")
+    # without dates: the last 12 months (nothing of 2021)
+    assert registered["csat_month"].data(db.session, admin, Filters(department_id=ours.department_id)).empty
