@@ -65,8 +65,8 @@ def csat_bars(df: pd.DataFrame, filters: Filters) -> go.Figure:
             y=ordered["label"],
             orientation="h",
             customdata=ordered[["answered", "mean_rating"]].values,
-            hovertemplate=_("满意率 %{x:.0%}<br>回评 %{customdata[0]}<br>平均分 %{customdata[1]}")
-            + "<extra></extra>",
+            hovertemplate=f"{_('满意率')} %{{x:.0%}}<br>{_('回评数')} %{{customdata[0]}}<br>"
+            f"{_('平均分')} %{{customdata[1]}}<extra></extra>",
         )
     )
     figure.update_xaxes(tickformat=".0%", range=[0, 1])
