@@ -38,6 +38,7 @@ from app.services import (
     acting_as,
     apply_values,
     column_values,
+    many_to_one_columns,
     require_visible,
     text_up_to,
     write_transaction,
@@ -470,6 +471,9 @@ def open_ticket(
         values = column_values(ticket)
         cleaned = ticket_service.clean(session, values, None)
         apply_values(session, ticket, values, cleaned)
+        for column in many_to_one_columns(Ticket).values():  # a relationship set (REST, forms): its key too
+            if column in cleaned and getattr(ticket, column) != cleaned[column]:
+                setattr(ticket, column, cleaned[column])
         if actor is not None:
             require_visible(session, Customer, ticket.customer_id, actor, "customer", _("客户"))
         match_requester(session, ticket)

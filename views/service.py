@@ -128,7 +128,7 @@ class TicketInterface(CrmInterface):
         select_columns: list[str] | None = None,
         outer_default_load: bool = False,
     ) -> Any:
-        if order_column == "resolution_due" and not select_columns:
+        if order_column == "resolution_due":
             due = Ticket.resolution_due
             descending = order_direction == "desc"
             if self.session.get_bind().dialect.name == "postgresql":
