@@ -57,7 +57,7 @@ PLOTLY_VERSION = plotly.__version__
 #: rows of a table chart in the browser and on the printable page
 TABLE_ROWS = 50
 CATEGORY = "Analytics"
-CNY_FONT = (
+FONT = (
     "-apple-system, 'PingFang SC', 'Microsoft YaHei', 'Noto Sans CJK SC', 'Helvetica Neue', Arial, sans-serif"
 )
 
@@ -81,7 +81,7 @@ def style(fig: Figure) -> Figure:
         width=None,
         height=fig.layout.height or 340,
         separators=fig.layout.separators or ".,",
-        font_family=fig.layout.font.family or CNY_FONT,
+        font_family=fig.layout.font.family or FONT,
         margin=fig.layout.margin if fig.layout.margin.t is not None else {"l": 56, "r": 16, "t": 24, "b": 48},
         paper_bgcolor=fig.layout.paper_bgcolor or "rgba(0,0,0,0)",
     )

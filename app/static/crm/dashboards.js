@@ -58,7 +58,10 @@
     var wrap = el("div", "table-responsive crm-chart-table");
     var node = el("table", "table table-condensed table-striped");
     var head = el("tr");
-    table.columns.forEach(function (name) { head.appendChild(el("th", null, name)); });
+    var first = table.rows[0] || [];
+    table.columns.forEach(function (name, column) {
+      head.appendChild(el("th", typeof first[column] === "number" ? "text-right" : null, name));
+    });
     node.appendChild(el("thead")).appendChild(head);
     var body = node.appendChild(el("tbody"));
     table.rows.forEach(function (row, index) {
