@@ -188,7 +188,7 @@ def dataset(app: Flask, tag: str) -> Iterator[dict[str, Any]]:
         session.add_all(industries.values())
         products = {
             category: Product(
-                sku=f"AC-{category}-{PID}", name=f"看板{category}", category=category, unit="件"
+                sku=f"AC-{category}-{tag}{PID}", name=f"看板{category}", category=category, unit="件"
             )
             for category in ("阀门", "泵")
         }
