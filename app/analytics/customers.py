@@ -499,7 +499,8 @@ register(
         figure=bar_figure("segment_label", "customers", lazy_gettext("分群"), lazy_gettext("客户数")),
         position=70,
         description=lazy_gettext(
-            "按近 12 个月最近一次下单（R）、订单数（F）、订单金额（M）在全公司有成交客户中的五分位打分；4 分及以上为高"
+            "按近 12 个月最近一次下单（R）、订单数（F）、订单金额（M）在全公司有成交客户中的五分位打分；"
+            "4 分及以上为高"
         ),
     )
 )
