@@ -86,6 +86,8 @@ class Rollup(Model):
         # a rep's (owner) and a manager's (own or department tree) dashboards
         Index("ix_rollup_fact_owner", "fact", "owner_id", "period"),
         Index("ix_rollup_fact_department", "fact", "department_id", "period"),
+        # one dimension of a fact (order_by, customer): its rows only
+        Index("ix_rollup_fact_dim", "fact", "dim1", "period"),
     )
 
 

@@ -24,9 +24,9 @@ Dimensions common to every fact:
 Facts (dim1 / dim2 / dim3; n; amount; amount2):
 - `order`: live orders (approved, executing, completed) by order month (ordered_on);
   - / - / -; orders; total_amount; paid_amount.
-- `order_by`: the same orders by one customer or order dimension at a time;
-  dim1 = industry | city | district | level | frequency | source | locality | kind,
-  dim2 = its value (industry id, region code, choice code; NULL when empty); orders; total; paid.
+- `order_by`: the same orders by one customer dimension at a time;
+  dim1 = industry | level | frequency | source, dim2 = its value (industry id, choice code;
+  NULL when empty); orders; total; paid.
   For one dimension, filter dim1 (never sum across dim1: each order is counted once per dim1).
 - `line`: the lines of those orders; dim1 = product id, dim2 = product category; lines;
   line amount; quantity.
@@ -47,7 +47,7 @@ Facts (dim1 / dim2 / dim3; n; amount; amount2):
 - `payment`: approved collections (回款) not of voided orders, by received month; -; payments;
   amount; -.
 - `followup`: follow-ups (跟进记录) by month; owner = who followed up, department = that
-  user's department; dim1 = kind; follow-ups; -; -.
+  user's department; -; follow-ups; -; -.
 - `pool`: customer pool moves by week; owner = who got the customer (claim, assign) or lost it
   (recycle, release), department = that user's; dim1 = action, dim2 = pool id, dim3 = the recycle
   reason (the rule); moves; -; -.
@@ -118,7 +118,9 @@ SCOPE_ENTITY = {
     "customer": "customer", "followup": "customer", "pool": "customer",
     "opportunity": "opportunity", "stage": "opportunity",
 }  # fmt: skip
-ORDER_DIMENSIONS = ("industry", "city", "district", "level", "frequency", "source", "locality", "kind")
+#: the customer dimensions orders are summed by (city and district: the customers dashboard's own
+#: crm_rollup_customer_dim; at 137 districts x 200 owners x 13 months they alone would be 1.5M rows)
+ORDER_DIMENSIONS = ("industry", "level", "frequency", "source")
 CUSTOMER_DIMENSIONS = (
     "all",
     "industry",
@@ -550,7 +552,7 @@ def _followup_rows(ctx: Context, periods: set[dt.date] | None) -> list[Select]:
             Interaction.owner_id.label("owner_id"),
             who.department_id.label("department_id"),
             ctx.key.label("custom_key"),
-            Interaction.kind.label("dim1"),
+            literal_column("NULL").label("dim1"),
             literal_column("NULL").label("dim2"),
             literal_column("NULL").label("dim3"),
             literal_column("0").label("amount"),

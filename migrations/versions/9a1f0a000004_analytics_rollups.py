@@ -35,6 +35,7 @@ def upgrade():
     op.create_index("ix_rollup_fact_period", "crm_rollup", ["fact", "period"])
     op.create_index("ix_rollup_fact_owner", "crm_rollup", ["fact", "owner_id", "period"])
     op.create_index("ix_rollup_fact_department", "crm_rollup", ["fact", "department_id", "period"])
+    op.create_index("ix_rollup_fact_dim", "crm_rollup", ["fact", "dim1", "period"])
     op.create_table(
         "crm_rollup_state",
         sa.Column("fact", sa.String(length=12), nullable=False),
