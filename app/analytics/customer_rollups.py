@@ -49,6 +49,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -147,7 +148,7 @@ def _dim_columns() -> dict[str, ColumnElement[Any]]:
 
 def as_text(column: Any) -> ColumnElement[str]:
     """A dimension value as the text stored in `value` ('' for none)."""
-    return func.coalesce(cast(column, String(40)), "")
+    return func.coalesce(cast(column, String(40)), literal_column("''"))  # one GROUP BY expression
 
 
 # --- refresh --------------------------------------------------------------------------------------
@@ -228,17 +229,23 @@ def rfm_subquery(key: ColumnElement[str], today: dt.date) -> Any:
 
 def _dim_rows(session: Session, today: dt.date) -> list[dict[str, Any]]:
     """Customers now per dimension value, owner, department and custom key: one GROUP BY each."""
-    key = rollups.custom_key_sql(rollups.keyed_fields(session))
+    fields = rollups.keyed_fields(session)
+    key = rollups.custom_key_sql(fields)
+    keyed = [key] if fields else []  # without keyed fields it is a constant: PostgreSQL refuses it there
     queries = []
     for column in _dim_columns().values():
-        grouped = [as_text(column), Customer.owner_id, Customer.department_id, key]
-        queries.append(select(*grouped, func.count()).group_by(*grouped))
+        grouped = [as_text(column), Customer.owner_id, Customer.department_id]
+        queries.append(select(*grouped, key, func.count()).group_by(*grouped, *keyed))
     rfm = rfm_subquery(key, today)
     grouped = [rfm.c.segment, rfm.c.owner_id, rfm.c.department_id, rfm.c.custom_key]
     queries.append(select(*grouped, func.count()).group_by(*grouped))
     buyers = select(Order.customer_id).where(Order.status.in_(LIVE_ORDER), *within_year(today))
-    grouped = [literal("none"), Customer.owner_id, Customer.department_id, key]
-    queries.append(select(*grouped, func.count()).where(Customer.id.not_in(buyers)).group_by(*grouped[1:]))
+    grouped = [Customer.owner_id, Customer.department_id]
+    queries.append(
+        select(literal_column("'none'"), *grouped, key, func.count())
+        .where(Customer.id.not_in(buyers))
+        .group_by(*grouped, *keyed)
+    )
     rows: list[dict[str, Any]] = []
     for dim, query in zip([*_dim_columns(), "segment", "segment"], queries, strict=True):
         for found, owner_id, department_id, custom_key, count in session.execute(query):
