@@ -459,3 +459,33 @@ def test_parse_filters_refuses_every_bad_field_at_once() -> None:
     with pytest.raises(ValidationFailed) as caught:
         parse_filters(db.session, user("rep_a"), {"from": "x", "owner": "y", "foo": "1"})
     assert set(caught.value.errors) == {"from", "owner", "foo"}
+
+
+def refusing_data(session: Any, actor: CrmUser, filters: analytics.Filters) -> pd.DataFrame:
+    raise ValidationFailed({"dimension": ["本图不支持按自定义字段分组"]})
+
+
+def test_a_chart_that_refuses_the_filters_says_why(login_as) -> None:
+    analytics.register(
+        analytics.Chart("picky", "sales", "测试挑剔", refusing_data, revenue_figure, None, 9, 6)
+    )
+    client = login_as("rep_a")
+    response = client.get("/dashboards/sales/data/picky.json")
+    assert response.status_code == 400
+    assert response.json["message"] == {"dimension": ["本图不支持按自定义字段分组"]}
+    assert client.get("/dashboards/sales/data/picky.csv").status_code == 400
+    printable = client.get("/dashboards/sales/print")
+    assert printable.status_code == 200 and "本图不支持按自定义字段分组" in printable.get_data(as_text=True)
+
+
+def test_my_subscriptions_screen_changes_the_day_and_pauses(login_as) -> None:
+    client = login_as("rep_a")
+    client.post("/dashboards/sales/subscribe", data={"weekday": "1", "query": "range=month"})
+    (item,) = subscriptions_of("rep_a")
+    form = client.get(f"/dashboardsubscriptionview/edit/{item.id}")
+    assert form.status_code == 200 and "周日" in form.get_data(as_text=True)
+    saved = client.post(f"/dashboardsubscriptionview/edit/{item.id}", data={"weekday": "5"})
+    assert saved.status_code == 302, saved.get_data(as_text=True)[:500]
+    (item,) = subscriptions_of("rep_a")
+    assert (item.weekday, item.active, item.filters) == (5, False, {"range": "month"})  # unticked: paused
+    assert login_as("rep_b").get(f"/dashboardsubscriptionview/edit/{item.id}").status_code in (302, 404)

@@ -273,7 +273,14 @@ class DashboardView(BaseView):
             return self._refused_page(exc, url_for(f"{type(self).__name__}.show"))
         sections = []
         for chart in analytics.charts_of(self.dashboard):
-            df = chart.data(session, actor, filters)
+            try:
+                df = chart.data(session, actor, filters)
+            except DomainError as exc:  # a chart that cannot honour these filters says so
+                session.rollback()
+                sections.append(
+                    {"key": chart.key, "title": str(chart.title), "width": 12, "error": exc.summary()}
+                )
+                continue
             header, rows = json_rows(df, TABLE_ROWS) if not df.empty else ([], [])
             figure = None
             if chart.figure is not None and not df.empty:
