@@ -63,7 +63,7 @@ def add_months(day: dt.date, months: int) -> dt.date:
 
 def month_range(filters: Filters) -> tuple[dt.date, dt.date]:
     """First and last month (first days, inclusive) of the filters; default the last 12 months."""
-    today = local_today()
+    today = filters.date_to or local_today()
     last = month_start(filters.date_to or today)
     first = month_start(filters.date_from) if filters.date_from else add_months(last, -11)
     return first, last
@@ -125,10 +125,25 @@ def _as_date(value: Any) -> dt.date:
 
 
 def _names(session: Session, model: type, ids: Iterable[Any]) -> dict[int, str]:
+    """id -> display name of a few records, reading only the name columns (loading the ORM
+    objects, a user with their roles, cost more than the rollup query itself)."""
     wanted = sorted({int(i) for i in ids if i is not None and str(i) != ""})
     if not wanted:
         return {}
-    return {row.id: str(row) for row in session.scalars(select(model).where(model.id.in_(wanted)))}
+    if model is CrmUser:
+        rows = session.execute(
+            select(CrmUser.id, CrmUser.first_name, CrmUser.last_name, CrmUser.username).where(
+                CrmUser.id.in_(wanted)
+            )
+        )
+        return {row.id: _person(row.first_name, row.last_name, row.username) for row in rows}
+    return dict(session.execute(select(model.id, model.name).where(model.id.in_(wanted))).tuples().all())
+
+
+def _person(first: str | None, last: str | None, username: str) -> str:
+    """A user's name as CrmUser.__str__ writes it (Chinese: family name first, no space)."""
+    probe = CrmUser(first_name=first or "", last_name=last or "", username=username)
+    return str(probe)
 
 
 def _list_link(view: str, params: dict[str, Any]) -> str:
