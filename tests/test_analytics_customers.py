@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.analytics import Filters, charts_of
-from app.analytics.customer_rollups import refresh_customer_rollups, rfm_subquery
-from app.analytics.rollups import custom_key_sql, keyed_fields
+from app.analytics.customer_rollups import CustomerDimRollup, refresh_customer_rollups, rfm_subquery
+from app.analytics.rollups import custom_key_sql, keyed_fields, refresh_rollups
 from app.errors import ValidationFailed
 from app.extensions import db
+from models.base import utcnow
 from models.customers import Customer
 from tests.conftest import user
 from tests.customer_analytics_support import TODAY, YEAR, as_user, chart, dataset, figures, new_order
@@ -253,21 +254,55 @@ def test_a_custom_field_the_rollups_do_not_key_is_refused(data) -> None:
 
 
 def test_a_new_order_shows_after_the_refresh(data) -> None:
-    """Freshness: the rollups are derived; the next refresh (the worker, hourly at the latest for
-    these) brings a new order in. c12 buys for the first time: it leaves 'none'."""
-    manager = as_user(data, "mgr")
+    """Freshness: the rollups are derived. The company sums (what an admin reads) follow crm_rollup
+    on every worker run; the customer dimensions and RFM are rebuilt when an hour old. c12 buys
+    for the first time (10 on 2031-06-25, not yet classified): it leaves 'none'."""
+    manager, admin = as_user(data, "mgr"), user("admin")
     before = dict(figures("rfm", manager, Filters(), "segment", "customers"))
+    revenue_before = dict(figures("purchase_frequency", admin, YEAR, "frequency", "revenue"))
     customer = db.session.get(Customer, data["customers"]["c12"])
     order = new_order(customer, as_user(data, "r2"), "2031-06-25", "approved", 10, None)
     db.session.commit()
     try:
         assert dict(figures("rfm", manager, Filters(), "segment", "customers")) == before  # not yet
-        assert refresh_customer_rollups(db.session, TODAY + dt.timedelta(minutes=10)) == {}  # fresh enough
-        refresh_customer_rollups(db.session, TODAY + dt.timedelta(hours=1))
+        # the worker's run: crm_rollup takes the order in, the company sums follow at once
+        refresh_rollups(db.session, utcnow())
+        revenue = dict(figures("purchase_frequency", admin, YEAR, "frequency", "revenue"))
+        assert revenue[""] == revenue_before.get("", 0.0) + 10.0
+        # the customer dimensions: rebuilt when an hour old, not before
+        refresh_customer_rollups(db.session, TODAY, force=True)
+        assert "customer_dim*" not in refresh_customer_rollups(db.session, TODAY + dt.timedelta(minutes=10))
+        assert "customer_dim*" in refresh_customer_rollups(db.session, TODAY + dt.timedelta(hours=1))
         after = dict(figures("rfm", manager, Filters(), "segment", "customers"))
         assert after["none"] == before["none"] - 1
         assert sum(after.values()) == sum(before.values()) == 12
     finally:
         order.status, order.void_reason = "voided", "测试结束"
         db.session.commit()
+        refresh_rollups(db.session, utcnow())
         refresh_customer_rollups(db.session, TODAY, force=True)
+
+
+def test_an_admin_reads_the_company_rows(data) -> None:
+    """Without an owner or department filter a user who sees everything reads the sums over every
+    owner; they are the owner rows summed (no other test has orders in these months)."""
+    admin = user("admin")
+    revenue = figures("purchase_frequency", admin, YEAR, "frequency", "revenue")
+    assert {(code, amount) for code, amount in revenue if amount} == {
+        ("high", 26000.0),
+        ("mid", 9000.0),
+        ("low", 1500.0),
+    }
+    names = data["industry_names"]
+    value = chart("industry_value").data(db.session, admin, YEAR)
+    mine = {r.industry: (r.orders, r.revenue) for r in value.itertuples() if r.industry in names.values()}
+    assert mine == {names["I1"]: (13, 28350.0), names["I2"]: (4, 8150.0)}
+    rows = db.session.execute(
+        select(
+            CustomerDimRollup.dim, CustomerDimRollup.company, func.sum(CustomerDimRollup.customers)
+        ).group_by(CustomerDimRollup.dim, CustomerDimRollup.company)
+    ).all()
+    totals: dict[str, dict[bool, int]] = {}
+    for dim, company, count in rows:
+        totals.setdefault(dim, {})[bool(company)] = int(count)
+    assert totals and all(both[True] == both[False] for both in totals.values())

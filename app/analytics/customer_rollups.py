@@ -2,13 +2,16 @@
 
 The shared rollup (`crm_rollup`, app/analytics/rollups.py) serves the charts over a period (new
 customers by month, orders and revenue by industry or frequency class, order lines by category).
-Two things it cannot serve are kept here:
+What it cannot serve, or not fast enough, is kept here:
 
 - `crm_rollup_customer_dim`: customers as they are now, by one dimension (industry, level, city,
   district, purchase-frequency class, RFM segment) x owner x department x custom_key. Summing the
   shared `customer` fact over every creation month would read months x owners x values rows; this
   table has no month. The RFM segment needs each buying customer's quintile scores among all
   buying customers, which is no sum of monthly rows at all.
+- `crm_rollup_customer_company`: the shared rollup's customer, order_by and line facts summed over
+  every owner (CompanyRollup), and the company rows of the first table: what a user who sees
+  everything reads when filtering by no owner or department (company_view).
 - `crm_rollup_potential_customer`: the "potential customers" (trends.py) with what they share
   with the best customers of their industry; bounded by the rule that selects them.
 
@@ -17,9 +20,11 @@ Two things it cannot serve are kept here:
 here as on every other chart. Data scope is applied when reading, on the owner and department
 columns, through app.access.owner_clause (scope_rows).
 
-Freshness: rebuilt whole by the worker's `rollups` job (rollups.refresh_rollups calls
-refresh_customer_rollups) when an hour old (REFRESH_EVERY) or when the shared rollups are rebuilt
-in full: these numbers are at most one hour behind the records. The grouping runs in the
+Freshness: the worker's `rollups` job (every 10 minutes; rollups.refresh_rollups calls
+refresh_customer_rollups) rebuilds the company sums from crm_rollup on every run, so they are as
+fresh as crm_rollup; the customer dimensions, RFM and the potential customers are rebuilt whole
+when an hour old (REFRESH_EVERY) or when the shared rollups are rebuilt in full: at most one hour
+behind the records. The grouping runs in the
 database; only grouped rows (tens of thousands at the standard scale) pass through Python, so the
 write transaction that replaces them is short.
 """
@@ -54,8 +59,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from app.access import owner_clause
+from app.access import owner_clause, user_scope
 from app.analytics import rollups
+from models.analytics import Rollup
 from models.base import Choices, Model
 from models.customers import Customer, CustomerGroup, customer_group_member
 from models.orders import LIVE_ORDER, Order
@@ -102,13 +108,37 @@ class CustomerDimRollup(Model):
     #: the customer's indexed select custom fields, as crm_rollup.custom_key
     custom_key: Mapped[str] = mapped_column(String(500), nullable=False, default="")
     customers: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    #: a row summed over every owner and department (owner and department empty), read by users
+    #: who see everything and filter by neither: an admin reads a few rows, not one per owner
+    company: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     #: when the table was rebuilt (the same on every row)
     refreshed_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
 
     __table_args__ = (
-        Index("ix_rollup_customer_dim_owner", "dim", "owner_id"),
-        Index("ix_rollup_customer_dim_department", "dim", "department_id"),
+        Index("ix_rollup_customer_dim_owner", "dim", "company", "owner_id"),
+        Index("ix_rollup_customer_dim_department", "dim", "company", "department_id"),
     )
+
+
+class CompanyRollup(Model):
+    """The shared rollup's period facts the customers dashboard reads (customer, order_by, line),
+    summed over every owner and department: for users who see everything and filter by neither.
+    crm_rollup keeps a row per owner, month, custom key and value (at the standard scale about a
+    million order_by rows a year); an admin's chart reads this table's few thousand instead.
+    Order lines are summed over products (dim1 empty): the dashboard reads categories."""
+
+    __tablename__ = "crm_rollup_customer_company"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fact: Mapped[str] = mapped_column(String(12), nullable=False)
+    period: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    custom_key: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    dim1: Mapped[str | None] = mapped_column(String(100))
+    dim2: Mapped[str | None] = mapped_column(String(100))
+    n: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 2), nullable=False, default=Decimal("0"))
+
+    __table_args__ = (Index("ix_rollup_customer_company_fact", "fact", "dim1", "period"),)
 
 
 class PotentialCustomer(Model):
@@ -247,6 +277,7 @@ def _dim_rows(session: Session, today: dt.date) -> list[dict[str, Any]]:
         .group_by(*grouped, *keyed)
     )
     rows: list[dict[str, Any]] = []
+    company: dict[tuple[str, str, str], int] = defaultdict(int)
     for dim, query in zip([*_dim_columns(), "segment", "segment"], queries, strict=True):
         for found, owner_id, department_id, custom_key, count in session.execute(query):
             rows.append(
@@ -257,9 +288,54 @@ def _dim_rows(session: Session, today: dt.date) -> list[dict[str, Any]]:
                     "department_id": department_id,
                     "custom_key": custom_key or "",
                     "customers": count,
+                    "company": False,
                 }
             )
+            company[dim, found, custom_key or ""] += count
+    for (dim, found, custom_key), count in company.items():
+        rows.append(
+            {
+                "dim": dim,
+                "value": found,
+                "owner_id": None,
+                "department_id": None,
+                "custom_key": custom_key,
+                "customers": count,
+                "company": True,
+            }
+        )
     return rows
+
+
+def refresh_company_sums(session: Session) -> int:
+    """Rebuild CompanyRollup from crm_rollup (a GROUP BY over the shared rollup, not the records:
+    cheap enough for every 10-minute run, so it is as fresh as crm_rollup). Returns its rows."""
+    connection = session.connection()
+    connection.execute(delete(CompanyRollup))
+    columns = ["fact", "period", "custom_key", "dim1", "dim2", "n", "amount"]
+    facts = select(
+        Rollup.fact,
+        Rollup.period,
+        Rollup.custom_key,
+        Rollup.dim1,
+        Rollup.dim2,
+        func.sum(Rollup.n),
+        func.sum(Rollup.amount),
+    ).where(Rollup.fact.in_(["customer", "order_by"]))
+    grouped = [Rollup.fact, Rollup.period, Rollup.custom_key, Rollup.dim1, Rollup.dim2]
+    connection.execute(insert(CompanyRollup).from_select(columns, facts.group_by(*grouped)))
+    lines = select(
+        Rollup.fact,
+        Rollup.period,
+        Rollup.custom_key,
+        literal_column("NULL"),
+        Rollup.dim2,
+        func.sum(Rollup.n),
+        func.sum(Rollup.amount),
+    ).where(Rollup.fact == "line")
+    grouped = [Rollup.fact, Rollup.period, Rollup.custom_key, Rollup.dim2]
+    connection.execute(insert(CompanyRollup).from_select(columns, lines.group_by(*grouped)))
+    return session.scalar(select(func.count()).select_from(CompanyRollup)) or 0
 
 
 def _replace(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
@@ -405,17 +481,20 @@ def potential_group_id(session: Session) -> int | None:
 
 
 def refresh_customer_rollups(session: Session, now: dt.datetime, force: bool = False) -> dict[str, int]:
-    """Rebuild the customers dashboard's rollups and commit, when forced (a full rollup rebuild)
-    or when they are REFRESH_EVERY old: at the standard scale a rebuild reads every customer and
-    order (about a minute on SQLite), too much for every 10-minute run. Returns rows written."""
+    """Bring the customers dashboard's rollups up to date and commit (rollups.refresh_rollups
+    calls it after its own run). The company sums follow crm_rollup on every run; the customer
+    dimensions and the potential customers are rebuilt when forced (a full rollup rebuild) or when
+    REFRESH_EVERY old: at the standard scale they read every customer and order (about a minute
+    on SQLite), too much for every 10-minute run. Returns rows written."""
+    report = {"customer_company*": refresh_company_sums(session)}
     last = session.scalar(select(CustomerDimRollup.refreshed_at).limit(1))
-    if not force and last is not None and dt.timedelta(0) <= now - last < REFRESH_EVERY:
-        return {}
-    dim_rows = [{**row, "refreshed_at": now} for row in _dim_rows(session, now.date())]
-    _replace(session, CustomerDimRollup, dim_rows)
-    potential = refresh_potential_customers(session, now.date())
+    if force or last is None or not dt.timedelta(0) <= now - last < REFRESH_EVERY:
+        dim_rows = [{**row, "refreshed_at": now} for row in _dim_rows(session, now.date())]
+        _replace(session, CustomerDimRollup, dim_rows)
+        report["customer_dim*"] = len(dim_rows)
+        report["potential_customer*"] = refresh_potential_customers(session, now.date())
     session.commit()
-    return {"customer_dim*": len(dim_rows), "potential_customer*": potential}
+    return report
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -429,3 +508,9 @@ def scope_rows(session: Session, user: CrmUser, model: type, entity: str) -> Col
         {"__tablename__": f"crm_{entity}", "owner_id": model.owner_id, "department_id": model.department_id},
     )
     return owner_clause(session, proxy, user)
+
+
+def company_view(session: Session, user: CrmUser, entity: str, owner_id: Any, department_id: Any) -> bool:
+    """Whether the company rows answer: the user sees every row of `entity` (data scope "all")
+    and filters by no owner or department."""
+    return not owner_id and not department_id and user_scope(session, user, entity) == "all"

@@ -31,7 +31,13 @@ from sqlalchemy.orm import Session
 
 from app.access import department_tree_ids, local_today, request_cache
 from app.analytics import Chart, Filters, register, rollups
-from app.analytics.customer_rollups import RFM_SEGMENTS, CustomerDimRollup, scope_rows
+from app.analytics.customer_rollups import (
+    RFM_SEGMENTS,
+    CompanyRollup,
+    CustomerDimRollup,
+    company_view,
+    scope_rows,
+)
 from models.analytics import Rollup
 from models.customers import (
     CUSTOMER_LEVELS,
@@ -101,20 +107,24 @@ def fact_rows(
 ) -> list[Any]:
     """Sums of the shared rollup: (period,) dim2, n, amount per group, within the user's scope of
     the fact's entity and the filters."""
-    keys = [Rollup.period, Rollup.dim2] if by_period else [Rollup.dim2]
-    conditions = [
-        Rollup.fact == fact,
-        Rollup.period >= start,
-        Rollup.period <= end,
-        # rollups.scope_clause, by the fact's entity
-        scope_rows(session, user, Rollup, rollups.SCOPE_ENTITY[fact]),
-        *owner_conditions(session, Rollup, filters),
-        *custom_conditions(session, Rollup, filters.custom),
+    entity = rollups.SCOPE_ENTITY[fact]
+    if company_view(session, user, entity, filters.owner_id, filters.department_id):
+        model: Any = CompanyRollup  # summed over owners: a few rows, not one per owner
+        conditions = []
+    else:  # rollups.scope_clause, by the fact's entity
+        model = Rollup
+        conditions = [scope_rows(session, user, Rollup, entity), *owner_conditions(session, Rollup, filters)]
+    conditions += [
+        model.fact == fact,
+        model.period >= start,
+        model.period <= end,
+        *custom_conditions(session, model, filters.custom),
     ]
     if dim1 is not None:
-        conditions.append(Rollup.dim1 == dim1)
+        conditions.append(model.dim1 == dim1)
+    keys = [model.period, model.dim2] if by_period else [model.dim2]
     return session.execute(
-        select(*keys, func.sum(Rollup.n), func.sum(Rollup.amount))
+        select(*keys, func.sum(model.n), func.sum(model.amount))
         .where(*conditions)
         .group_by(*keys)
         .order_by(*keys)
@@ -139,17 +149,26 @@ def customer_list(**params: Any) -> str:
     return f"{CUSTOMER_LIST}?{urlencode(params)}"
 
 
+def dim_conditions(session: Session, user: CrmUser, filters: Filters) -> list[ColumnElement[bool]]:
+    """The rows of CustomerDimRollup a user reads: the company rows, or the owner rows in scope."""
+    model = CustomerDimRollup
+    if company_view(session, user, "customer", filters.owner_id, filters.department_id):
+        conditions = [model.company.is_(True)]
+    else:
+        conditions = [
+            model.company.is_(False),
+            scope_rows(session, user, model, "customer"),
+            *owner_conditions(session, model, filters),
+        ]
+    return [*conditions, *custom_conditions(session, model, filters.custom)]
+
+
 def dim_counts(session: Session, user: CrmUser, filters: Filters, dim: str) -> dict[str, int]:
     """Customers now per value of a dimension (customer_rollups), in scope and filters."""
     model = CustomerDimRollup
     rows = session.execute(
         select(model.value, func.sum(model.customers))
-        .where(
-            model.dim == dim,
-            scope_rows(session, user, model, "customer"),
-            *owner_conditions(session, model, filters),
-            *custom_conditions(session, model, filters.custom),
-        )
+        .where(model.dim == dim, *dim_conditions(session, user, filters))
         .group_by(model.value)
     )
     return {value: int(count or 0) for value, count in rows if count}
@@ -409,12 +428,7 @@ def dimension_data(session: Session, user: CrmUser, filters: Filters) -> pd.Data
     rows = session.execute(
         # each customer is in exactly one row of each dimension: the level rows count them once
         select(model.custom_key, func.sum(model.customers))
-        .where(
-            model.dim == "level",
-            scope_rows(session, user, model, "customer"),
-            *owner_conditions(session, model, filters),
-            *custom_conditions(session, model, filters.custom),
-        )
+        .where(model.dim == "level", *dim_conditions(session, user, filters))
         .group_by(model.custom_key)
     )
     found: dict[str, int] = {}

@@ -25,11 +25,26 @@ def upgrade():
         sa.Column('department_id', sa.Integer(), nullable=True),
         sa.Column('custom_key', sa.String(length=500), nullable=False),
         sa.Column('customers', sa.Integer(), nullable=False),
+        sa.Column('company', sa.Boolean(), nullable=False),
         sa.Column('refreshed_at', sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint('id'),
     )
-    op.create_index('ix_rollup_customer_dim_owner', 'crm_rollup_customer_dim', ['dim', 'owner_id'])
-    op.create_index('ix_rollup_customer_dim_department', 'crm_rollup_customer_dim', ['dim', 'department_id'])
+    op.create_index('ix_rollup_customer_dim_owner', 'crm_rollup_customer_dim', ['dim', 'company', 'owner_id'])
+    op.create_index('ix_rollup_customer_dim_department', 'crm_rollup_customer_dim',
+                    ['dim', 'company', 'department_id'])
+    op.create_table(
+        'crm_rollup_customer_company',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('fact', sa.String(length=12), nullable=False),
+        sa.Column('period', sa.Date(), nullable=False),
+        sa.Column('custom_key', sa.String(length=500), nullable=False),
+        sa.Column('dim1', sa.String(length=100), nullable=True),
+        sa.Column('dim2', sa.String(length=100), nullable=True),
+        sa.Column('n', sa.Integer(), nullable=False),
+        sa.Column('amount', sa.Numeric(precision=18, scale=2), nullable=False),
+        sa.PrimaryKeyConstraint('id'),
+    )
+    op.create_index('ix_rollup_customer_company_fact', 'crm_rollup_customer_company', ['fact', 'dim1', 'period'])
     op.create_table(
         'crm_rollup_potential_customer',
         sa.Column('customer_id', sa.Integer(), autoincrement=False, nullable=False),
@@ -56,4 +71,5 @@ def upgrade():
 
 def downgrade():
     op.drop_table('crm_rollup_potential_customer')
+    op.drop_table('crm_rollup_customer_company')
     op.drop_table('crm_rollup_customer_dim')
