@@ -361,6 +361,16 @@ def test_data_scope_rep_manager_admin(data) -> None:
     rep = sales.revenue_by_month(db.session, user("rep_a"), Q1)
     assert rows(rep, "revenue", "revenue_last_year") == [(1500.0, 400.0), (0.0, 0.0), (0.0, 0.0)]
     # manager1 (一部 tree: rep_a, rep_b): Jan 1500, Feb O3 2000; not rep_c's
+    # the admin filtering by rep_a reads the owner-grain rows; without an owner filter, the
+    # department-grain copy (the other tests' admin figures): the same numbers either way
+    mine = Filters(date_from=Q1.date_from, date_to=Q1.date_to, owner_id=user("rep_a").id)
+    assert rows(sales.revenue_by_month(db.session, user("admin"), mine), "revenue") == rows(rep, "revenue")
+    team2 = Filters(date_from=Q1.date_from, date_to=Q1.date_to, department_id=data["departments"]["二部"])
+    assert rows(sales.revenue_by_month(db.session, user("admin"), team2), "revenue") == [
+        (0.0,),
+        (3000.0,),
+        (600.0,),
+    ]
     manager = sales.revenue_by_month(db.session, user("manager1"), Q1)
     assert rows(manager, "revenue") == [(1500.0,), (2000.0,), (0.0,)]
     # rep_c sees neither rep_a's customers nor their funnel

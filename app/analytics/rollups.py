@@ -52,6 +52,11 @@ Facts (dim1 / dim2 / dim3; n; amount; amount2):
   (recycle, release), department = that user's; dim1 = action, dim2 = pool id, dim3 = the recycle
   reason (the rule); moves; -; -.
 
+Department-grain copies (DEPARTMENT_FACTS: "d_order", "d_line", ...): each fact summed over the
+owners of a department (owner_id NULL), rebuilt with the fact. Users whose data scope is "all"
+and who filter by no owner read those (`rows_of`): a tenth of the rows at 200 owners in 20
+departments. Readers must name the fact they sum: never sum a fact with its copy.
+
 Freshness (the bound the dashboards state): `refresh_rollups` runs every 10 minutes (worker job
 `rollups`). Each run recomputes, per fact, only the periods touched since the previous run (rows
 whose updated_at, or for append-only tables whose own time, is at or after the previous run
@@ -95,6 +100,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import True_
 
 from app.access import owner_clause
 from app.analytics import customer_rollups  # the customers dashboard's own tables
@@ -117,6 +123,14 @@ SCOPE_ENTITY = {
     "order": "order", "order_by": "order", "line": "order", "plan": "order", "payment": "order",
     "customer": "customer", "followup": "customer", "pool": "customer",
     "opportunity": "opportunity", "stage": "opportunity",
+}  # fmt: skip
+#: department-grain copies of the facts (fact name -> its copy's): the same rows summed over the
+#: owners of each department (owner_id NULL), for users who see everything ("all" data scope) and
+#: filter by no owner: 20 departments instead of 200 owners, so an admin's chart reads a tenth of
+#: the rows. Rebuilt with their fact, from its rows, in the same transaction.
+DEPARTMENT_FACTS = {
+    "order": "d_order", "line": "d_line", "customer": "d_customer", "opportunity": "d_opp",
+    "stage": "d_stage", "plan": "d_plan", "payment": "d_payment", "followup": "d_followup", "pool": "d_pool",
 }  # fmt: skip
 #: the customer dimensions orders are summed by (city and district: the customers dashboard's own
 #: crm_rollup_customer_dim; at 137 districts x 200 owners x 13 months they alone would be 1.5M rows)
@@ -702,7 +716,52 @@ def _rebuild(session: Session, fact: Fact, ctx: Context, periods: set[dt.date] |
     result = connection.execute(
         insert(Rollup).from_select(["fact", *COLUMNS, "n", "amount", "amount2"], query)
     )
+    written = max(result.rowcount or 0, 0)
+    copy = DEPARTMENT_FACTS.get(fact.name)
+    if copy is not None:
+        written += _rebuild_department_copy(connection, fact.name, copy, periods)
+    return written
+
+
+def _rebuild_department_copy(connection: Any, fact: str, copy: str, periods: set[dt.date] | None) -> int:
+    """The fact's rows of `periods` summed over owners into its department-grain copy."""
+    condition = Rollup.fact == copy
+    source = Rollup.fact == fact
+    if periods is not None:
+        condition = and_(condition, Rollup.period.in_(sorted(periods)))
+        source = and_(source, Rollup.period.in_(sorted(periods)))
+    connection.execute(delete(Rollup).where(condition))
+    grouped = [Rollup.period, Rollup.department_id, Rollup.custom_key, Rollup.dim1, Rollup.dim2, Rollup.dim3]
+    query = (
+        select(
+            _sql_text(copy).label("fact"),
+            literal_column("NULL").label("owner_id"),
+            *grouped,
+            func.sum(Rollup.n),
+            func.sum(Rollup.amount),
+            func.sum(Rollup.amount2),
+        )
+        .where(source)
+        .group_by(*grouped)
+    )
+    columns = ["fact", "owner_id", "period", "department_id", "custom_key", "dim1", "dim2", "dim3"]
+    result = connection.execute(insert(Rollup).from_select([*columns, "n", "amount", "amount2"], query))
     return max(result.rowcount or 0, 0)
+
+
+def rows_of(
+    session: Session, fact: str, user: CrmUser | None, owner_id: int | None, per_owner: bool = False
+) -> tuple[str, list[ColumnElement[bool]]]:
+    """Which rows a chart reads: (fact name, conditions). A user who sees every row of the fact's
+    entity and filters by no owner reads the department-grain copy (unless the chart groups by
+    owner: `per_owner`); everyone else the owner-grain rows within their data scope."""
+    scope = scope_clause(session, fact, user)
+    if isinstance(scope, True_) and not owner_id and not per_owner and fact in DEPARTMENT_FACTS:
+        return DEPARTMENT_FACTS[fact], []
+    conditions = [scope]
+    if owner_id:
+        conditions.append(Rollup.owner_id == owner_id)
+    return fact, conditions
 
 
 def _state(session: Session, fact: str) -> Any:
@@ -764,6 +823,7 @@ __all__ = [
     "CUSTOMER_DIMENSIONS",
     "FACTS",
     "ORDER_DIMENSIONS",
+    "DEPARTMENT_FACTS",
     "REBUILD_EVERY",
     "check_custom",
     "custom_condition",
@@ -772,6 +832,7 @@ __all__ = [
     "month_start",
     "next_month",
     "refresh_rollups",
+    "rows_of",
     "scope_clause",
     "week_start",
 ]

@@ -38,7 +38,7 @@ from app.analytics.rollups import (
     custom_value,
     month_start,
     next_month,
-    scope_clause,
+    rows_of,
     week_start,
 )
 from app.targets import PERIOD_MONTHS, period_end, progress
@@ -78,17 +78,19 @@ def months_between(first: dt.date, last: dt.date) -> list[dt.date]:
 
 
 def _conditions(
-    session: Session, user: CrmUser, filters: Filters, fact: str, first: dt.date, last: dt.date
+    session: Session,
+    user: CrmUser,
+    filters: Filters,
+    fact: str,
+    first: dt.date,
+    last: dt.date,
+    per_owner: bool = False,
 ) -> list[ColumnElement[bool]]:
-    """The rollup rows of a fact within the data scope and the filters (periods inclusive)."""
-    conditions = [
-        Rollup.fact == fact,
-        scope_clause(session, fact, user),
-        Rollup.period >= first,
-        Rollup.period <= last,
-    ]
-    if filters.owner_id:
-        conditions.append(Rollup.owner_id == filters.owner_id)
+    """The rollup rows of a fact within the data scope and the filters (periods inclusive): the
+    department-grain copy for a user who sees everything and filters by no owner (rollups.rows_of)
+    unless the chart groups by owner."""
+    name, conditions = rows_of(session, fact, user, filters.owner_id, per_owner)
+    conditions += [Rollup.fact == name, Rollup.period >= first, Rollup.period <= last]
     if filters.department_id:
         conditions.append(
             Rollup.department_id.in_(sorted(department_tree_ids(session, filters.department_id)))
@@ -440,7 +442,9 @@ def _ranking(session: Session, user: CrmUser, filters: Filters, column: Any, mod
     first, last = month_range(filters)
     records = []
     for metric, (fact, measure) in RANKED.items():
-        conditions = _conditions(session, user, filters, fact, first, last)
+        conditions = _conditions(
+            session, user, filters, fact, first, last, per_owner=column is Rollup.owner_id
+        )
         if fact == "customer":
             conditions.append(Rollup.dim1 == "all")
         total = func.sum(getattr(Rollup, measure))
