@@ -164,3 +164,28 @@ def test_the_content_security_policy_has_no_unsafe_eval(server: Server) -> None:
         assert response is not None
         policy = response.headers.get("content-security-policy", "")
         assert policy and "unsafe-eval" not in policy and "script-src 'self'" in policy
+
+
+@pytest.mark.parametrize(
+    ("width", "side_by_side", "min_grid"), [(1366, True, 1100), (1920, True, 1500), (800, False, 0)]
+)
+def test_the_grid_fits_a_laptop_and_a_large_monitor(
+    server: Server, screenshots: Path, width: int, side_by_side: bool, min_grid: int
+) -> None:
+    """Half-width charts sit side by side on a laptop and a large monitor (which the grid fills
+    beyond Bootstrap's 1170 px), and stack on a narrow screen."""
+    with admin_page(server) as (page, monitor):
+        page.set_viewport_size({"width": width, "height": 1000})
+        visit(page, monitor, f"{server.url}/dashboards/sales")
+        drawn(page, monitor)
+        bars = page.locator("#chart-bt_bars").bounding_box()
+        line = page.locator("#chart-bt_line").bounding_box()
+        grid = page.locator(".crm-chart-grid").bounding_box()
+        assert bars and line and grid
+        assert (abs(bars["y"] - line["y"]) < 2) == side_by_side, (bars, line)
+        assert grid["width"] >= min_grid, grid
+        plot = page.locator("#chart-bt_bars svg.main-svg").first.bounding_box()
+        assert plot and plot["width"] <= bars["width"] + 1  # the figure fits its card
+        page.screenshot(path=str(screenshots / f"dashboard-sales-{width}.png"), full_page=False)
+        problems = monitor.report()
+    assert not problems, problems
