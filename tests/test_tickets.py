@@ -501,3 +501,76 @@ def test_a_sales_rep_reads_but_does_not_work_tickets(app: Flask, api_as) -> None
     assert posted.status_code in (401, 403)
     with pytest.raises(AccessDenied):
         change_status(db.session, item, "in_progress", user("rep_a"))
+
+
+def test_custom_fields_on_tickets(app: Flask, api_as, login_as, clean_custom_fields) -> None:
+    from tests.customfield_support import define
+
+    field = define(api_as, entity="ticket", field_type="select", choices=["线上", "线下"], required=True)
+    name = field["api_name"]
+    client, headers = api_as("admin")
+    base = {"subject": "自定义字段", "description": "带自定义字段的工单"}
+    missing = client.post("/api/v1/ticket/", json=base, headers=headers)
+    assert missing.status_code == 400 and f"custom.{name}" in str(missing.json["message"])
+    wrong = client.post("/api/v1/ticket/", json={**base, "custom": {name: "其他"}}, headers=headers)
+    assert wrong.status_code == 400
+    created = client.post("/api/v1/ticket/", json={**base, "custom": {name: "线下"}}, headers=headers)
+    assert created.status_code == 201, created.json
+    assert created.json["result"]["custom"] == {name: "线下"}
+    with pytest.raises(ValidationFailed):
+        create_ticket(db.session, actor=None, channel="web", custom={name: "其他"}, **base)
+    db.session.rollback()
+    assert "测试字段" in login_as("admin").get("/ticketview/add").get_data(as_text=True)
+
+
+def test_two_concurrent_tickets_get_consecutive_numbers(app: Flask) -> None:
+    """The second writer reads the day's last number while the first one's ticket is not yet
+    committed: it must wait (SQLite's write lock) or take the next number when the unique index
+    refuses its first choice (PostgreSQL, MariaDB)."""
+    import threading
+    import time
+
+    from sqlalchemy.orm import Session
+
+    now = dt.datetime(2032, 5, 5, 3, 0)
+    numbers: dict[str, str] = {}
+    errors: list[BaseException] = []
+    first_flushed, release = threading.Event(), threading.Event()
+
+    def open_one(name: str, hold: bool) -> None:
+        try:
+            with app.app_context():
+                session = Session(bind=db.engine)
+                try:
+                    item = create_ticket(
+                        session,
+                        subject=f"并发 {name}",
+                        description="同时提交",
+                        channel="web",
+                        actor=None,
+                        now=now,
+                    )
+                    numbers[name] = item.number
+                    if hold:
+                        first_flushed.set()
+                        release.wait(10)
+                    session.commit()
+                finally:
+                    session.close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    first = threading.Thread(target=open_one, args=("first", True))
+    first.start()
+    assert first_flushed.wait(20)
+    second = threading.Thread(target=open_one, args=("second", False))
+    second.start()
+    time.sleep(0.5)  # the second reaches the lock or the unique index meanwhile
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert errors == []
+    assert sorted(numbers.values()) == ["GD-20320505-0001", "GD-20320505-0002"]
+    db.session.rollback()
+    stored = db.session.scalars(select(Ticket.number).where(Ticket.number.like("GD-20320505-%"))).all()
+    assert sorted(stored) == ["GD-20320505-0001", "GD-20320505-0002"]

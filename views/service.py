@@ -17,6 +17,7 @@ from flask_appbuilder.security.decorators import permission_name, protect
 from flask_babel import lazy_gettext as _
 from marshmallow import Schema, ValidationError, fields
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 from wtforms import SelectMultipleField, StringField
 
 from app.access import assignable_user_ids, current_actor, request_cache
@@ -570,6 +571,7 @@ class TicketView(CrmModelView):
         )
         history = db.session.scalars(
             select(TicketStatusChange)
+            .options(joinedload(TicketStatusChange.changed_by))
             .where(TicketStatusChange.ticket_id == ticket.id)
             .order_by(TicketStatusChange.id)
         ).all()
