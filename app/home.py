@@ -47,10 +47,12 @@ def recently_changed(session: Session, scope: Any, size: int = 8) -> list[Custom
     page for anyone who sees more than a few percent of the customers; the others (few
     customers, so a cheap sort) fall back to sorting their scope.
     """
-    newest = select(Customer.id).order_by(Customer.updated_at.desc()).limit(RECENT_PROBE).subquery()
+    newest = session.scalars(
+        select(Customer.id).order_by(Customer.updated_at.desc()).limit(RECENT_PROBE)
+    ).all()  # read along the index alone; as a subquery, SQLite drove the join from the scope
     query = select(Customer).where(scope).order_by(Customer.updated_at.desc()).limit(size)
     loads = joinedload(Customer.owner)  # the page shows each one's owner
-    found = session.scalars(query.where(Customer.id.in_(select(newest.c.id))).options(loads)).all()
+    found = session.scalars(query.where(Customer.id.in_(newest)).options(loads)).all()
     if len(found) < size:
         found = session.scalars(query.options(loads)).all()
     return list(found)

@@ -953,14 +953,16 @@ def workbench_sql(session: Session, ctx: Context, probe: Probe) -> list[Step]:
         return capped_count(select(model.id).where(*conditions), ctx.count_cap + 1)
 
     # app.home.recently_changed: the newest RECENT_PROBE customers tested against the scope
-    newest = select(Customer.id).order_by(Customer.updated_at.desc()).limit(RECENT_PROBE).subquery()
+    newest = session.scalars(
+        select(Customer.id).order_by(Customer.updated_at.desc()).limit(RECENT_PROBE)
+    ).all()
 
     summary = [
         select(
             Customer.id, Customer.name, Customer.level, Customer.mobile, Customer.updated_at, *names(owner)
         )
         .outerjoin(owner, owner.id == Customer.owner_id)
-        .where(customers, Customer.id.in_(select(newest.c.id)))
+        .where(customers, Customer.id.in_(newest))
         .order_by(Customer.updated_at.desc())
         .limit(8),
         counted(Customer.owner_id == user.id),

@@ -330,6 +330,8 @@ class Task(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     __table_args__ = (
         # the workbench: my open tasks by due time; the worker: reminders due
         Index("ix_task_owner_open_due", "owner_id", "status", "due_at"),
+        # the same for a manager's team (owner_id = ? OR department_id IN (...))
+        Index("ix_task_department_open_due", "department_id", "status", "due_at"),
         Index("ix_task_reminder", "status", "reminded_at", "due_at"),
         # the workbench of a manager or an admin: everyone's open tasks by due time
         Index("ix_task_open_due", "status", "due_at"),
