@@ -25,7 +25,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from app.access import local_today
@@ -152,15 +152,21 @@ def potential_data(session: Session, user: CrmUser, filters: Filters) -> pd.Data
     if filters.custom:
         rollups.check_custom(session, list(filters.custom))
         fields = {f.api_name: f for f in rollups.keyed_fields(session)}
-        conditions += [custom_sql(Customer, fields[name]) == code for name, code in filters.custom.items()]
+        chosen = [custom_sql(Customer, fields[name]) == code for name, code in filters.custom.items()]
+        # per listed row, its customer by primary key (never every customer with that choice)
+        conditions.append(exists().where(Customer.id == model.customer_id, *chosen))
+    order = [model.score.desc(), model.gap.desc(), model.customer_id]
+    # the first rows in the list's order (its index) first, then their customers: joined in one
+    # query, a planner may walk every customer instead
+    top = select(model.customer_id).where(*conditions).order_by(*order).limit(POTENTIAL_ROWS).subquery()
     rows = session.execute(
         select(model, Customer.name, Customer.size, Customer.level, Region.name, Industry.name)
+        .select_from(top)
+        .join(model, model.customer_id == top.c.customer_id)
         .join(Customer, Customer.id == model.customer_id)
         .join(Industry, Industry.id == model.industry_id)
         .outerjoin(Region, Region.code == Customer.city_code)
-        .where(*conditions)
-        .order_by(model.score.desc(), model.gap.desc(), model.customer_id)
-        .limit(POTENTIAL_ROWS)
+        .order_by(*order)
     ).all()
     data = []
     for potential, name, size, level, city, industry in rows:
