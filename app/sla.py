@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -405,50 +406,56 @@ def sla_sweep(session: Session, now: dt.datetime, batch: int = 500) -> dict[str,
 
 
 def _notify_changes(session: Session, now: dt.datetime, batch: int) -> int:
-    """One notice per ticket and state: claimed by a conditional UPDATE of sla_notified, so two
-    sweeps never tell twice; the notice and the mails are written in the claim's transaction."""
+    """One notice per ticket and state, in batches: a batch is claimed by setting sla_notified to
+    a random marker in one UPDATE (only still-pending rows), read back by that marker, told, and
+    set to the state, all in one transaction. Another sweep at the same time waits for the rows
+    (PostgreSQL, MariaDB) or the database (SQLite) and then finds them no longer pending, so
+    nobody is told twice; the notices and mails commit with the claim or not at all."""
     config = current_app.config
     zone = ZoneInfo(config["BABEL_DEFAULT_TIMEZONE"])
     base_url = config["CRM_BASE_URL"].rstrip("/")
-    pending = or_(Ticket.sla_notified.is_(None), Ticket.sla_notified != Ticket.sla_state)
-    told, last_id = 0, 0
+    candidates = and_(
+        Ticket.status.in_(OPEN_TICKET_STATUSES),
+        Ticket.sla_state.in_(("at_risk", "breached")),
+        or_(Ticket.sla_notified.is_(None), Ticket.sla_notified != Ticket.sla_state),
+    )
+    keep = {"updated_at": Ticket.updated_at}  # a system mark, not an edit
+    told = 0
     while True:
-        rows = session.execute(
-            select(
-                Ticket.id,
-                Ticket.number,
-                Ticket.subject,
-                Ticket.sla_state,
-                Ticket.owner_id,
-                Ticket.department_id,
-                Ticket.first_response_at,
-                Ticket.first_response_due,
-                Ticket.resolution_due,
-            )
-            .where(
-                Ticket.status.in_(OPEN_TICKET_STATUSES),
-                Ticket.sla_state.in_(("at_risk", "breached")),
-                pending,
-                Ticket.id > last_id,
-            )
-            .order_by(Ticket.id)
-            .limit(batch)
-        ).all()
-        if not rows:
-            return told
-        people = _recipients(session, rows)
+        marker = "c:" + secrets.token_hex(4)  # 10 characters, the column's width
         with write_transaction(session):
+            ids = session.scalars(select(Ticket.id).where(candidates).order_by(Ticket.id).limit(batch)).all()
+            if not ids:
+                return told
+            session.execute(
+                update(Ticket)
+                .where(Ticket.id.in_(ids), candidates)
+                .values(sla_notified=marker, **keep)
+                .execution_options(synchronize_session=False)
+            )
+            rows = session.execute(
+                select(
+                    Ticket.id,
+                    Ticket.number,
+                    Ticket.subject,
+                    Ticket.sla_state,
+                    Ticket.owner_id,
+                    Ticket.department_id,
+                    Ticket.first_response_at,
+                    Ticket.first_response_due,
+                    Ticket.resolution_due,
+                ).where(Ticket.id.in_(ids), Ticket.sla_notified == marker)
+            ).all()
+            people = _recipients(session, rows)
             for row in rows:
-                claimed = session.execute(
-                    update(Ticket)
-                    .where(Ticket.id == row.id, Ticket.sla_state == row.sla_state, pending)
-                    .values(sla_notified=row.sla_state, updated_at=Ticket.updated_at)
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-                if claimed == 1:
-                    _tell(session, row, people.get(row.id, []), zone, base_url)
-                    told += 1
-        last_id = rows[-1].id
+                _tell(session, row, people.get(row.id, []), zone, base_url)
+            session.execute(
+                update(Ticket)
+                .where(Ticket.id.in_(ids), Ticket.sla_notified == marker)
+                .values(sla_notified=Ticket.sla_state, **keep)
+                .execution_options(synchronize_session=False)
+            )
+        told += len(rows)
 
 
 def _recipients(session: Session, rows: Iterable[Any]) -> dict[int, list[tuple[int, str | None]]]:

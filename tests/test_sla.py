@@ -408,3 +408,38 @@ def test_worker_job_reports(app) -> None:
     worker._app = app
     result = worker.sla_job()
     assert isinstance(result, str) and result
+
+
+def test_business_hours_screen_adds_and_refuses_an_overlap(login_as) -> None:
+    client = login_as("admin")
+    assert client.get("/businesshoursview/add").status_code == 200
+    before = _count(BusinessHours)
+    added = client.post(
+        "/businesshoursview/add", data={"weekday": "5", "start_time": "09:00", "end_time": "12:00"}
+    )
+    assert added.status_code == 302, added.get_data(as_text=True)[:1000]
+    row = db.session.scalar(select(BusinessHours).where(BusinessHours.weekday == 5))
+    try:
+        assert (f"{row.start_time:%H:%M}", f"{row.end_time:%H:%M}") == ("09:00", "12:00")
+        overlap = client.post(
+            "/businesshoursview/add", data={"weekday": "5", "start_time": "11:00", "end_time": "13:00"}
+        )
+        assert overlap.status_code == 200 and "重叠" in overlap.get_data(as_text=True)
+        assert _count(BusinessHours) == before + 1
+        listed = client.get("/businesshoursview/list/").get_data(as_text=True)
+        assert "周六" in listed and "09:00" in listed
+    finally:
+        db.session.rollback()
+        db.session.execute(delete(BusinessHours).where(BusinessHours.weekday == 5))
+        db.session.commit()
+
+
+def test_sla_policy_screen_validates(login_as) -> None:
+    client = login_as("admin")
+    assert client.get("/slapolicyview/add").status_code == 200
+    before = _count(SlaPolicy)
+    data = {"name": unique_name("屏幕策略"), "priority": "low", "customer_level": "potential",
+            "first_response_minutes": "90", "resolution_minutes": "60", "at_risk_percent": "80"}  # fmt: skip
+    page = client.post("/slapolicyview/add", data=data)
+    assert page.status_code == 200 and "解决时限不能短于首次响应时限" in page.get_data(as_text=True)
+    assert _count(SlaPolicy) == before

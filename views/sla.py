@@ -98,6 +98,7 @@ class BusinessHoursView(CrmModelView):
     label_columns = LABELS
     list_columns = show_columns = HOURS_FIELDS
     add_columns = edit_columns = HOURS_FIELDS
+    search_columns = ["weekday"]  # FAB has no search field for a time column
     order_columns = ["weekday", "start_time"]
     base_order = ("weekday", "asc")
     formatters_columns = {"weekday": _weekday_label, "start_time": _time_label, "end_time": _time_label}
