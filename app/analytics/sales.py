@@ -30,7 +30,6 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.access import department_tree_ids, local_today, owner_clause
-from app.access import scope_clause as record_scope
 from app.analytics import Chart, Filters, register
 from app.analytics.rollups import (
     check_custom,
@@ -335,9 +334,8 @@ def top_customers(session: Session, user: CrmUser, filters: Filters) -> pd.DataF
         Order.ordered_on >= first,
         Order.ordered_on < next_month(last),
     ]
-    scope = record_scope(session, Order, user)
-    if scope is not None:
-        conditions.append(scope)
+    # the owner part of the data scope, as the rollup charts apply it (not approvals' extensions)
+    conditions.append(owner_clause(session, Order, user))
     if filters.owner_id:
         conditions.append(Order.owner_id == filters.owner_id)
     if filters.department_id:
