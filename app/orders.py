@@ -852,7 +852,10 @@ def payments_due(
         .order_by(PaymentPlan.planned_date, PaymentPlan.id)
         .limit(limit)
     )
-    clause = scope_clause(session, PaymentPlan, user)
+    # a plan is visible with its order (PaymentPlan.__scope_parent__): the order's own condition
+    # on the joined order, rather than `order_id IN (the scope's orders)`, which SQLite built
+    # first from a manager's team's 100,000 orders (~200 ms, even with no plan at all)
+    clause = scope_clause(session, Order, user)
     return list(session.scalars(query.where(clause) if clause is not None else query))
 
 
