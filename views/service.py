@@ -116,7 +116,8 @@ LABELS = {
 # --- the queue's order: time left, tickets without a due time last ------------------------------
 class TicketInterface(CrmInterface):
     """Tickets ordered by resolution_due put those without a due time last on every database
-    (PostgreSQL sorts NULL last in ascending order already; SQLite and MariaDB first)."""
+    (PostgreSQL sorts NULL last in ascending order already; SQLite and MariaDB first). MariaDB
+    has no NULLS LAST: it sorts by `resolution_due IS NULL` first, which no index serves."""
 
     def apply_all(
         self,
@@ -132,10 +133,15 @@ class TicketInterface(CrmInterface):
         if order_column == "resolution_due":
             due = Ticket.resolution_due
             descending = order_direction == "desc"
-            if self.session.get_bind().dialect.name == "postgresql":
-                terms = [due.desc().nulls_last() if descending else due.asc()]
+            dialect = self.session.get_bind().dialect.name
+            if descending:
+                terms = [due.desc()]
+            elif dialect == "postgresql":
+                terms = [due.asc()]  # NULL sorts last already; ix_ticket_due is walked in order
+            elif dialect == "sqlite":
+                terms = [due.asc().nulls_last()]  # SQLite walks ix_ticket_due for this too
             else:
-                terms = [due.desc()] if descending else [due.is_(None), due.asc()]
+                terms = [due.is_(None), due.asc()]  # MariaDB: no NULLS LAST
             query = query.order_by(*terms, Ticket.id.desc() if descending else Ticket.id.asc())
             order_column = ""
         return super().apply_all(
@@ -288,7 +294,7 @@ class AssignmentRuleView(CrmModelView):
     list_title = _("分派规则")
     label_columns = LABELS
     description_columns = {
-        "position": _("从小到大依次匹配,第一条符合的规则生效;留空排在最后"),
+        "position": _("从小到大依次匹配,第一条符合的规则生效;新规则填 0 则排在最后"),
         "target_department": _("团队成员为该部门的在职用户(不含下级部门)"),
         "strategy": _("分派给团队时: 轮流分派,或给未结工单最少的成员"),
     }
