@@ -128,6 +128,7 @@ def test_the_dashboards_draw_their_charts_offline(server: Server, screenshots: P
         visit(page, monitor, f"{server.url}/dashboards/sales/print")
         wait_until(page, "document.body.getAttribute('data-charts-loaded') === 'true'", timeout_ms=60_000)
         assert page.locator("#print-bt_bars svg.main-svg").count() >= 1
+        page.screenshot(path=str(screenshots / f"print-sales-{language}.png"), full_page=True)
         problems = monitor.report()
     outside = [
         url
