@@ -160,7 +160,7 @@ def rollups_job() -> str:
 
 
 def reports_job() -> str:
-    """Scheduled dashboard reports: the subscriptions due this week, mailed through the outbox."""
+    """Scheduled dashboard reports: each subscription on its weekday (once a week), by the outbox."""
     from app.analytics.reports import send_due_reports
 
     with job_context():
@@ -213,8 +213,8 @@ JOBS: list[JobSpec] = [
             "service tickets: SLA at risk and breached, every 5 minutes", run_at_start=True),
     JobSpec("rollups", rollups_job, lambda tz: IntervalTrigger(minutes=10, timezone=tz),
             "dashboard rollups, every 10 minutes", run_at_start=True),
-    JobSpec("reports", reports_job, lambda tz: CronTrigger(day_of_week="mon", hour=7, minute=30, timezone=tz),
-            "dashboard subscriptions, Mondays at 07:30", grace_seconds=12 * 3600),
+    JobSpec("reports", reports_job, lambda tz: CronTrigger(hour=7, minute=30, timezone=tz),
+            "dashboard subscriptions due today (each once a week), daily at 07:30", grace_seconds=12 * 3600),
 ]  # fmt: skip
 
 
