@@ -21,7 +21,7 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from models.base import utcnow
 from models.customers import Customer
-from tests.conftest import user
+from tests.conftest import login, user
 from tests.customer_analytics_support import TODAY, YEAR, as_user, chart, dataset, figures, new_order
 
 
@@ -306,3 +306,12 @@ def test_an_admin_reads_the_company_rows(data) -> None:
     for dim, company, count in rows:
         totals.setdefault(dim, {})[bool(company)] = int(count)
     assert totals and all(both[True] == both[False] for both in totals.values())
+
+
+def test_the_dashboard_answers_a_refused_filter_with_400(app, data) -> None:
+    client = login(app.test_client(), as_user(data, "mgr").username)
+    ok = client.get(f"/dashboards/customers/data/by_level.json?cf_{data['field']}=A")
+    assert ok.status_code == 200, ok.get_data(as_text=True)[:300]
+    refused = client.get(f"/dashboards/customers/data/by_level.json?cf_{data['plain_field']}=A")
+    assert refused.status_code == 400
+    assert data["plain_field"] in refused.get_data(as_text=True)
