@@ -448,7 +448,10 @@ def _queue_rows(session: Session, conditions: list[Any], cap: int) -> None:
     inner = select(Ticket.id).where(*conditions).limit(cap + 1).subquery()
     session.scalar(select(func.count()).select_from(inner))
     due = Ticket.resolution_due
-    order = [due.asc()] if session.get_bind().dialect.name == "postgresql" else [due.is_(None), due.asc()]
+    dialect = session.get_bind().dialect.name  # as views.service.TicketInterface orders it
+    order = {"postgresql": [due.asc()], "sqlite": [due.asc().nulls_last()]}.get(
+        dialect, [due.is_(None), due.asc()]
+    )
     session.execute(
         select(
             Ticket.id,
