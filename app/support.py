@@ -20,6 +20,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from flask_babel import gettext
@@ -259,10 +260,9 @@ def public_conversation(session: Session, ticket: Ticket) -> list[dict[str, Any]
 
 
 def local_time(moment: dt.datetime | None) -> str:
+    """A stored (naive UTC) moment as the company's wall-clock time, for the public pages."""
     if moment is None:
         return ""
-    from zoneinfo import ZoneInfo
-
     zone = ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
     return f"{moment.replace(tzinfo=dt.UTC).astimezone(zone):%Y-%m-%d %H:%M}"
 
