@@ -538,7 +538,7 @@ def test_rollups_stay_fresh(data) -> None:
     order = _order(customer, "rep_a", "2018-03-25", "approved", "900", None)
     session.commit()
     report = refresh_rollups(session, utcnow())
-    assert "order" in report and "order*" not in report  # incremental: only the touched months
+    assert "order*" not in report and report["order"] > 0  # incremental: the touched months only
     assert rows(sales.revenue_by_month(session, user("admin"), march), "revenue", "orders") == [(1500.0, 2)]
     order.status, order.void_reason = "voided", "客户取消"
     session.commit()

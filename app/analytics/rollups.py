@@ -695,7 +695,8 @@ COLUMNS = ["period", "owner_id", "department_id", "custom_key", "dim1", "dim2", 
 
 def _rebuild(session: Session, fact: Fact, ctx: Context, periods: set[dt.date] | None) -> int:
     """Delete the fact's rows of `periods` (None: all) and insert them again from the source,
-    grouped. Returns the rows written. Sent through the connection: derived data, not audited."""
+    grouped, with its department-grain copy. Returns the rows written (both). Sent through the
+    connection: derived data, not audited."""
     connection = session.connection()
     condition = Rollup.fact == fact.name
     if periods is not None:
@@ -713,17 +714,18 @@ def _rebuild(session: Session, fact: Fact, ctx: Context, periods: set[dt.date] |
         func.coalesce(func.sum(source.c.amount), 0).label("amount"),
         func.coalesce(func.sum(source.c.amount2), 0).label("amount2"),
     ).group_by(*grouped)
-    result = connection.execute(
-        insert(Rollup).from_select(["fact", *COLUMNS, "n", "amount", "amount2"], query)
-    )
-    written = max(result.rowcount or 0, 0)
+    connection.execute(insert(Rollup).from_select(["fact", *COLUMNS, "n", "amount", "amount2"], query))
     copy = DEPARTMENT_FACTS.get(fact.name)
     if copy is not None:
-        written += _rebuild_department_copy(connection, fact.name, copy, periods)
-    return written
+        _rebuild_department_copy(connection, fact.name, copy, periods)
+    # counted, not the INSERT's rowcount: psycopg reports 0 for INSERT ... SELECT here
+    written = select(func.count()).where(Rollup.fact.in_([fact.name, copy or fact.name]))
+    if periods is not None:
+        written = written.where(Rollup.period.in_(sorted(periods)))
+    return connection.scalar(written) or 0
 
 
-def _rebuild_department_copy(connection: Any, fact: str, copy: str, periods: set[dt.date] | None) -> int:
+def _rebuild_department_copy(connection: Any, fact: str, copy: str, periods: set[dt.date] | None) -> None:
     """The fact's rows of `periods` summed over owners into its department-grain copy."""
     condition = Rollup.fact == copy
     source = Rollup.fact == fact
@@ -745,8 +747,7 @@ def _rebuild_department_copy(connection: Any, fact: str, copy: str, periods: set
         .group_by(*grouped)
     )
     columns = ["fact", "owner_id", "period", "department_id", "custom_key", "dim1", "dim2", "dim3"]
-    result = connection.execute(insert(Rollup).from_select([*columns, "n", "amount", "amount2"], query))
-    return max(result.rowcount or 0, 0)
+    connection.execute(insert(Rollup).from_select([*columns, "n", "amount", "amount2"], query))
 
 
 def rows_of(
