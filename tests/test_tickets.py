@@ -574,3 +574,14 @@ def test_two_concurrent_tickets_get_consecutive_numbers(app: Flask) -> None:
     db.session.rollback()
     stored = db.session.scalars(select(Ticket.number).where(Ticket.number.like("GD-20320505-%"))).all()
     assert sorted(stored) == ["GD-20320505-0001", "GD-20320505-0002"]
+
+
+def test_the_list_filters_offer_the_service_area_not_every_customer(app: Flask, login_as) -> None:
+    from tests.service_support import DONGYING_CITY
+
+    _team, (agent,) = support_team(app, 1)
+    rule(district_codes=[DONGYING_CITY], target_user_id=agent.id, position=10)
+    known = customer(user("rep_a"))
+    page = login_as("admin").get("/ticketview/list/").get_data(as_text=True)
+    assert "370505" in page and "110101" not in page  # 垦利区 of the rules' city, not 东城区 of Beijing
+    assert known.name not in page  # no customer select in the search form

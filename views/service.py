@@ -8,15 +8,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import abort, flash, redirect, request, send_file, url_for
+from flask import abort, current_app, flash, redirect, request, send_file, url_for
 from flask_appbuilder import AppBuilder, expose, has_access
 from flask_appbuilder.api import expose as api_expose
 from flask_appbuilder.fieldwidgets import BS3TextFieldWidget, Select2ManyWidget
+from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import FilterEqual, FilterEqualFunction, FilterInFunction
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_babel import lazy_gettext as _
 from marshmallow import Schema, ValidationError, fields
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 from wtforms import SelectMultipleField, StringField
 
@@ -472,6 +473,33 @@ TICKET_FIELDS = [
 DISTRICTS = {"district": [["level", FilterEqual, 3]], "category": [["active", FilterEqual, True]]}
 
 
+class ServiceAreaFilter(BaseFilter):
+    """The district filter of the ticket list offers the service area, not all 2,800 districts of
+    China (the page would carry them all): the districts of CRM_HOME_CITY and those the active
+    assignment rules name (a city or province named by a rule brings its districts); all
+    districts when neither says anything."""
+
+    name = "service area"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        query = query.filter(Region.level == 3)
+        conditions = []
+        home = str(current_app.config.get("CRM_HOME_CITY") or "").strip()
+        if home.isdigit():
+            conditions.append(Region.parent_code == int(home))
+        rules = db.session.scalars(
+            select(AssignmentRule.district_codes).where(AssignmentRule.active.is_(True))
+        )
+        for code in {int(c) for codes in rules for c in codes or []}:
+            if code % 10000 == 0:
+                conditions.append(Region.code.between(code, code + 9999))
+            elif code % 100 == 0:
+                conditions.append(Region.code.between(code, code + 99))
+            else:
+                conditions.append(Region.code == code)
+        return query.filter(or_(*conditions)) if conditions else query
+
+
 class TicketView(CrmModelView):
     """服务工单: the queue (time left first), the ticket page and its actions."""
 
@@ -552,15 +580,14 @@ class TicketView(CrmModelView):
         "sla_state",
         "channel",
         "match_state",
-        "customer",
         "created_at",
         "resolution_due",
-    ]
+    ]  # not `customer`: the search form would list every customer (the customer's page lists its tickets)
     order_columns = ["number", "priority", "status", "resolution_due", "created_at", "updated_at"]
     base_order = ("resolution_due", "asc")
     add_form_extra_fields = edit_form_extra_fields = {"customer": customer_select(LABELS["customer"])}
     add_form_query_rel_fields = edit_form_query_rel_fields = DISTRICTS
-    search_form_query_rel_fields = {"district": [["level", FilterEqual, 3]]}
+    search_form_query_rel_fields = {"district": [["code", ServiceAreaFilter, None]]}
     show_template = "service/ticket_show.html"
     export_exclude = ("comments", "history", "attachments")
 
