@@ -18,10 +18,12 @@ from app.extensions import db
 from app.pools import recycle
 from app.regions import load_regions
 from app.security import generate_password
+from app.service import seed_categories
 from app.sla import seed_service_defaults
 from models import Model  # encryption at rest: every encrypted column
 from models.customers import Industry
 from models.security import CrmUser, Department
+from models.service import TicketCategory
 
 crm = AppGroup("crm", help="KeGuan commands.")
 crm.add_command(audit_cli)
@@ -58,6 +60,8 @@ def setup_database() -> dict[str, int]:
         session.add_all(Industry(name=name, position=i) for i, name in enumerate(SEED_INDUSTRIES))
         industries = len(SEED_INDUSTRIES)
     seed_service_defaults(session)  # business hours and SLA policies, once
+    if not session.scalar(select(func.count()).select_from(TicketCategory)):
+        seed_categories(session)  # 业务类型 of a new install; the admin edits them afterwards
     session.commit()
     appbuilder = current_app.appbuilder
     # FAB creates these in its create_db(), which Alembic replaces (FAB_CREATE_DB=False)
@@ -317,8 +321,10 @@ def backup_command(folder: str | None) -> None:
     except (backup.BackupError, crypto.KeyConfigurationError) as error:
         raise click.ClickException(str(error)) from error
     rows = sum(header["tables"].values())
-    click.echo(f"{path}: {rows} rows in {len(header['tables'])} tables, key id {header['key_id']}, "
-               f"revision {header['alembic_revision']}")
+    click.echo(
+        f"{path}: {rows} rows in {len(header['tables'])} tables, key id {header['key_id']}, "
+        f"revision {header['alembic_revision']}"
+    )
 
 
 @crm.command("restore")
@@ -335,6 +341,8 @@ def restore_command(file: str, wipe: bool) -> None:
         raise click.ClickException(str(error)) from error
     for warning in report.warnings:
         click.echo(f"WARNING: {warning}", err=True)
-    click.echo(f"restored {sum(report.counts.values())} rows in {len(report.counts)} tables from "
-               f"{report.header['created_at']}; row counts match; audit chain verified "
-               f"({report.audit_rows} rows)")
+    click.echo(
+        f"restored {sum(report.counts.values())} rows in {len(report.counts)} tables from "
+        f"{report.header['created_at']}; row counts match; audit chain verified "
+        f"({report.audit_rows} rows)"
+    )
