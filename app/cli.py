@@ -11,6 +11,7 @@ from flask_appbuilder.exceptions import PasswordComplexityValidationError
 from sqlalchemy import func, select
 
 from app import audit, crypto, demo  # audit, crypto: encryption at rest (key_rotation event)
+from app.analytics.rollups import refresh_rollups
 from app.audit import audit_cli  # `flask crm audit verify`
 from app.classification import classify_customers
 from app.customfields import ENTITY_MODELS, recompute_formulas
@@ -21,6 +22,7 @@ from app.security import generate_password
 from app.service import seed_categories
 from app.sla import seed_service_defaults
 from models import Model  # encryption at rest: every encrypted column
+from models.base import utcnow
 from models.customers import Industry
 from models.security import CrmUser, Department
 from models.service import TicketCategory
@@ -160,6 +162,12 @@ def demo_command(scale: int | None, contacts_per_customer: int, seed: int) -> No
         f"{stats.get('flows', 0)} approval flows, {stats.get('targets', 0)} targets, "
         f"{stats.get('pool pools', 0)} customer pools"
     )
+    service = {key[len("service ") :]: value for key, value in stats.items() if key.startswith("service ")}
+    if service:
+        click.echo("      service: " + ", ".join(f"{value} {key}" for key, value in service.items()))
+    # the dashboards read rollups the worker keeps fresh; build them now so they show the demo
+    rollups = refresh_rollups(db.session, utcnow(), full=True)
+    click.echo(f"      dashboards: {sum(v for v in rollups.values() if isinstance(v, int))} rollup rows")
     click.echo(f"demo users' password: {stats['password']}")
 
 
