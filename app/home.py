@@ -48,9 +48,9 @@ def recently_changed(session: Session, scope: Any, size: int = 8) -> list[Custom
     customers, so a cheap sort) fall back to sorting their scope.
     """
     newest = session.scalars(
-        select(Customer.id).order_by(Customer.updated_at.desc()).limit(RECENT_PROBE)
+        select(Customer.id).order_by(Customer.updated_at.desc(), Customer.id.desc()).limit(RECENT_PROBE)
     ).all()  # read along the index alone; as a subquery, SQLite drove the join from the scope
-    query = select(Customer).where(scope).order_by(Customer.updated_at.desc()).limit(size)
+    query = select(Customer).where(scope).order_by(Customer.updated_at.desc(), Customer.id.desc()).limit(size)
     loads = joinedload(Customer.owner)  # the page shows each one's owner
     found = session.scalars(query.where(Customer.id.in_(newest)).options(loads)).all()
     if len(found) < size:

@@ -954,7 +954,7 @@ def workbench_sql(session: Session, ctx: Context, probe: Probe) -> list[Step]:
 
     # app.home.recently_changed: the newest RECENT_PROBE customers tested against the scope
     newest = session.scalars(
-        select(Customer.id).order_by(Customer.updated_at.desc()).limit(RECENT_PROBE)
+        select(Customer.id).order_by(Customer.updated_at.desc(), Customer.id.desc()).limit(RECENT_PROBE)
     ).all()
 
     summary = [
@@ -963,7 +963,7 @@ def workbench_sql(session: Session, ctx: Context, probe: Probe) -> list[Step]:
         )
         .outerjoin(owner, owner.id == Customer.owner_id)
         .where(customers, Customer.id.in_(newest))
-        .order_by(Customer.updated_at.desc())
+        .order_by(Customer.updated_at.desc(), Customer.id.desc())
         .limit(8),
         counted(Customer.owner_id == user.id),
         counted(customers),

@@ -213,6 +213,6 @@ def test_recent_customers_are_the_newest_within_the_scope(app) -> None:
         actor = user(name)
         scope = scope_clause(db.session, Customer, actor)
         expected = db.session.scalars(
-            select(Customer.id).where(scope).order_by(Customer.updated_at.desc()).limit(8)
+            select(Customer.id).where(scope).order_by(Customer.updated_at.desc(), Customer.id.desc()).limit(8)
         ).all()
         assert [c.id for c in recently_changed(db.session, scope)] == list(expected), name
