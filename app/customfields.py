@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from flask import current_app
 from flask_babel import lazy_gettext as _
 from sqlalchemy import bindparam, inspect, select, update
 from sqlalchemy.orm import Session
@@ -91,6 +93,24 @@ def configure_files(upload_dir: str) -> None:
 
 def file_store() -> FileStore:
     return FileType.store
+
+
+@dataclass(frozen=True)
+class UploadRule:
+    """What FileStore checks an upload against (the shape of a file field's definition), for the
+    files of standard fields: a contract's signed file, a ticket's attachments."""
+
+    allowed_file_types: list[str]
+    max_file_bytes: int
+    entity: str
+    api_name: str
+
+
+def upload_rule(entity: str, api_name: str, types_setting: str, megabytes_setting: str) -> UploadRule:
+    """The rule of a standard file field from its two settings (allowed types, size in MB)."""
+    config = current_app.config
+    types = [t.strip().lower().lstrip(".") for t in config[types_setting] if t.strip()]
+    return UploadRule(types, int(config[megabytes_setting]) * 1024 * 1024, entity, api_name)
 
 
 def visible_fields(session: Session, model: type, actor: CrmUser | None) -> list[CustomField]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import IO, Any
 from zoneinfo import ZoneInfo
@@ -31,7 +30,7 @@ from sqlalchemy.orm import Session
 from app import approvals, validators
 from app.access import scope_clause
 from app.approvals import DocumentKind
-from app.customfields import file_store
+from app.customfields import UploadRule, file_store, upload_rule
 from app.errors import ErrorCollector, ValidationFailed
 from app.notifications import notify, queue_mail
 from app.services import (
@@ -458,20 +457,8 @@ def move_order(
 
 
 # --- the signed contract file --------------------------------------------------------------------
-@dataclass(frozen=True)
-class UploadRule:
-    """What FileStore checks an upload against (the shape of a file field's definition)."""
-
-    allowed_file_types: list[str]
-    max_file_bytes: int
-    entity: str = "order"
-    api_name: str = "signed_file"
-
-
 def contract_upload_rule() -> UploadRule:
-    config = current_app.config
-    types = [t.strip().lower().lstrip(".") for t in config["CRM_CONTRACT_FILE_TYPES"] if t.strip()]
-    return UploadRule(types, int(config["CRM_CONTRACT_FILE_MB"]) * 1024 * 1024)
+    return upload_rule("order", "signed_file", "CRM_CONTRACT_FILE_TYPES", "CRM_CONTRACT_FILE_MB")
 
 
 def attach_signed_file(

@@ -14,7 +14,6 @@ scope (assignee, team by the role's scope), plus the members of its team while n
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
@@ -28,7 +27,7 @@ from sqlalchemy.sql.elements import False_, True_
 
 from app import assignment, sla, surveys, validators
 from app.access import assignable_user_ids, extend_scope, scope_clause
-from app.customfields import file_store
+from app.customfields import UploadRule, file_store, upload_rule
 from app.errors import AccessDenied, ErrorCollector, ValidationFailed
 from app.extensions import db
 from app.notifications import notify
@@ -719,20 +718,8 @@ def conversation(session: Session, ticket_id: int, include_internal: bool = True
     return list(session.scalars(query))
 
 
-@dataclass(frozen=True)
-class UploadRule:
-    """What FileStore checks an upload against (the shape of a file field's definition)."""
-
-    allowed_file_types: list[str]
-    max_file_bytes: int
-    entity: str = "ticket"
-    api_name: str = "attachment"
-
-
 def ticket_upload_rule() -> UploadRule:
-    config = current_app.config
-    types = [t.strip().lower().lstrip(".") for t in config["CRM_TICKET_FILE_TYPES"] if t.strip()]
-    return UploadRule(types, int(config["CRM_TICKET_FILE_MB"]) * 1024 * 1024)
+    return upload_rule("ticket", "attachment", "CRM_TICKET_FILE_TYPES", "CRM_TICKET_FILE_MB")
 
 
 def add_attachment(
