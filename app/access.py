@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, has_app_context, has_request_context, request
 from flask_appbuilder.models.filters import BaseFilter
-from sqlalchemy import ColumnElement, and_, false, inspect, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, inspect, or_, select, true, union
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import True_
 
@@ -136,44 +136,79 @@ def _is_active(user: CrmUser | None) -> bool:
     return user is not None and bool(getattr(user, "is_authenticated", False)) and bool(user.is_active)
 
 
+def _owner_terms(session: Session, model: type, user: CrmUser | None) -> bool | list[tuple[Any, list[int]]]:
+    """The data scope on an owned model's own columns: True (every row), False (none), or the
+    (column, allowed values) pairs it ORs. One decision for owner_clause and owner_branches."""
+    if not _is_active(user):
+        return False
+    scope = user_scope(session, user, entity_name(model))
+    own = (model.owner_id, [user.id])
+    if scope == "all":
+        return True
+    if scope == "subordinates":
+        return [(model.owner_id, sorted(subordinate_ids(session, user.id)))]
+    if scope == "department" and user.department_id:
+        return [own, (model.department_id, [user.department_id])]
+    if scope == "department_tree" and user.department_id:
+        return [own, (model.department_id, sorted(department_tree_ids(session, user.department_id)))]
+    return [own]
+
+
 def owner_clause(session: Session, model: type, user: CrmUser | None) -> ColumnElement[bool]:
     """The condition on an owned model's own columns (owner_id, department_id)."""
-    if not _is_active(user):
-        return false()
-    scope = user_scope(session, user, entity_name(model))
-    own = model.owner_id == user.id
-    if scope == "all":
-        return true()
-    if scope == "subordinates":
-        return model.owner_id.in_(sorted(subordinate_ids(session, user.id)))
-    if scope in ("department", "department_tree") and user.department_id:
-        if scope == "department":
-            return or_(own, model.department_id == user.department_id)
-        departments = sorted(department_tree_ids(session, user.department_id))
-        return or_(own, model.department_id.in_(departments))
-    return own
+    terms = _owner_terms(session, model, user)
+    if isinstance(terms, bool):
+        return true() if terms else false()
+    parts = [column == values[0] if len(values) == 1 else column.in_(values) for column, values in terms]
+    return parts[0] if len(parts) == 1 else or_(*parts)
+
+
+def owner_branches(session: Session, model: type, user: CrmUser | None) -> list[ColumnElement[bool]]:
+    """owner_clause as the list of conditions it ORs, one index range each (owner_id = u,
+    department_id = d)."""
+    terms = _owner_terms(session, model, user)
+    if isinstance(terms, bool):
+        return [true() if terms else false()]
+    return [column == value for column, values in terms for value in values]
 
 
 #: Shared lists every user works with, deliberately not filtered by data scope (editing them is
 #: a matter of role permissions). A new model must be scoped or named here (tests check it).
 UNSCOPED_MODELS = frozenset(
     {
-        "Region", "Industry", "Tag", "CustomerGroup", "Department", "RoleDataScope", "CrmUser", "CustomField",
-        "Product", "Pipeline", "Stage",
+        "Region",
+        "Industry",
+        "Tag",
+        "CustomerGroup",
+        "Department",
+        "RoleDataScope",
+        "CrmUser",
+        "CustomField",
+        "Product",
+        "Pipeline",
+        "Stage",
         # not owned records: a notification's screen and API filter by recipient (user_id = the
         # current user) for everyone, the outbox is for admins only (role permissions)
-        "Notification", "OutboxMessage",
+        "Notification",
+        "OutboxMessage",
         # configuration an admin edits: pools and their rules, approval flows and their steps;
         # sales targets are team goals everyone in sales may read
-        "CustomerPool", "PoolRule", "ApprovalFlow", "ApprovalStep", "SalesTarget",
+        "CustomerPool",
+        "PoolRule",
+        "ApprovalFlow",
+        "ApprovalStep",
+        "SalesTarget",
         # field permissions (字段权限): rules an admin edits
         "FieldRule",
         # the service desk's business types and assignment rules: settings an admin edits
-        "TicketCategory", "AssignmentRule",
+        "TicketCategory",
+        "AssignmentRule",
         # a dashboard subscription is its user's own: screen and API filter by user_id (我的订阅)
         "DashboardSubscription",
         # the service desk's business calendar and SLA targets: company-wide settings
-        "SlaPolicy", "BusinessHours", "ServiceCalendarDay",
+        "SlaPolicy",
+        "BusinessHours",
+        "ServiceCalendarDay",
     }  # fmt: skip
 )
 
@@ -226,6 +261,51 @@ def scope_clause(
         (parent_key,) = inspect(parent_model).primary_key
         return foreign_key.in_(select(parent_key).where(parent_clause))
     return None
+
+
+#: above this many branches (a scope of many subordinates or departments), first_in_scope sorts
+#: the scope as one query: each branch is a query of its own
+MAX_BRANCHES = 40
+
+
+def scope_branches(session: Session, model: type, user: CrmUser | None) -> list[ColumnElement[bool]] | None:
+    """scope_clause of an owned model as the conditions it ORs (None for a parent-scoped model)."""
+    if not issubclass(model, OwnedMixin):
+        return None
+    branches = owner_branches(session, model, user)
+    if not _is_active(user) or isinstance(branches[0], True_):
+        return branches
+    team = team_clause(session, model, user, False)
+    also_visible = SCOPE_EXTENSIONS.get(model)
+    return branches + [c for c in (team, also_visible(user) if also_visible else None) if c is not None]
+
+
+def first_in_scope(
+    session: Session,
+    model: type,
+    user: CrmUser | None,
+    conditions: Iterable[ColumnElement[bool]],
+    order_by: Iterable[Any],
+    size: int,
+    options: Iterable[Any] = (),
+) -> list[Any]:
+    """The first `size` rows of `model` within the user's data scope that meet `conditions`, in
+    `order_by` order (ties by id).
+
+    Why: one query over a scope that ORs several ranges (a manager: their own rows and each
+    department of the tree) reads every matching row of the team and sorts them all. The first
+    `size` of each branch come along its (branch column, order column) index instead, and the
+    first `size` of their union are the answer: the same rows, a few dozen read."""
+    conditions, keys = list(conditions), [*order_by, model.id]
+    branches = scope_branches(session, model, user)
+    if branches is None or len(branches) == 1 or len(branches) > MAX_BRANCHES:
+        scope = scope_clause(session, model, user)
+        query = select(model).where(*([] if scope is None else [scope]), *conditions)
+    else:
+        firsts = [select(model.id).where(b, *conditions).order_by(*keys).limit(size) for b in branches]
+        ids = union(*(select(first.subquery().c.id) for first in firsts)).subquery()
+        query = select(model).join(ids, ids.c.id == model.id)
+    return list(session.scalars(query.order_by(*keys).limit(size).options(*options)).unique())
 
 
 #: Owned models users can be added to as collaborators (团队成员): model -> its membership model
@@ -366,8 +446,10 @@ def listing_children_of(parent_model: type) -> Iterator[None]:
 def follows_listed_parent(model: type) -> bool:
     """Whether `model` follows the data scope of the record whose related lists are rendered."""
     parent_model, name = _listing_under.get(), getattr(model, "__scope_parent__", None)
-    return parent_model is not None and name is not None and (
-        getattr(model, name).property.mapper.class_ is parent_model
+    return (
+        parent_model is not None
+        and name is not None
+        and (getattr(model, name).property.mapper.class_ is parent_model)
     )
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.sql.elements import UnaryExpression
 
-from app.access import scope_clause
+from app.access import first_in_scope, scope_clause
 from app.approvals import waiting_for
 from app.orders import expiring_contracts, payments_due
 from app.pools import due_for_recycle
@@ -141,15 +141,21 @@ def workbench(
     month_start = day_start.date().replace(day=1)
     month_end = (month_start + dt.timedelta(days=32)).replace(day=1)
 
-    def work_list(query: Any, key: Any, *loads: Any) -> WorkList:
-        """The first `size` rows, with the many-to-one relations the page shows (`loads`) joined
-        rather than read one row at a time, and, when that page is full, the capped count."""
-        items = list(session.scalars(query.order_by(key).limit(size).options(*loads)))
+    def work_list(model: type, conditions: list[Any], key: Any, *loads: Any, scoped: bool = True) -> WorkList:
+        """The first `size` rows (within the data scope: app.access.first_in_scope), with the
+        many-to-one relations the page shows (`loads`) joined rather than read one row at a time,
+        and, when that page is full, the capped count."""
+        if scoped:
+            items = first_in_scope(session, model, user, conditions, [key], size, loads)
+            conditions = [scope_clause(session, model, user), *conditions]
+        else:
+            query = select(model).where(*conditions).order_by(key, model.id).limit(size).options(*loads)
+            items = list(session.scalars(query))
         if len(items) < size:
             return WorkList(items, len(items))
         # count the ordering column alone (an index can answer), not "created_at DESC AS ..."
         column = key.element if isinstance(key, UnaryExpression) else key
-        inner = query.with_only_columns(column).limit(cap).subquery()
+        inner = select(column).where(*conditions).limit(cap).subquery()
         return WorkList(items, session.scalar(select(func.count()).select_from(inner)) or 0)
 
     def listed(fetch: Any, *args: Any) -> WorkList:
@@ -158,34 +164,37 @@ def workbench(
         return WorkList(items[:size], len(items))
 
     today = (day_start + (day_end - day_start) / 2).date()  # the user's local date
-    tasks = select(Task).where(scope_clause(session, Task, user), Task.status == "open")
+    open_tasks = [Task.status == "open"]
     task_loads = (joinedload(Task.customer), joinedload(Task.owner))
     return Workbench(
         contact_today=work_list(
-            select(Customer).where(scope_clause(session, Customer, user), Customer.next_contact_at < day_end),
+            Customer,
+            [Customer.next_contact_at < day_end],
             Customer.next_contact_at,
             joinedload(Customer.owner),
         ),
-        overdue_tasks=work_list(tasks.where(Task.due_at < now), Task.due_at, *task_loads),
+        overdue_tasks=work_list(Task, [*open_tasks, Task.due_at < now], Task.due_at, *task_loads),
         tasks_today=work_list(
-            tasks.where(Task.due_at >= now, Task.due_at < day_end), Task.due_at, *task_loads
+            Task, [*open_tasks, Task.due_at >= now, Task.due_at < day_end], Task.due_at, *task_loads
         ),
         new_leads=work_list(
-            select(Lead).where(
-                Lead.owner_id == user.id,
+            Lead,
+            [
+                Lead.owner_id == user.id,  # assigned to them, whatever their data scope
                 Lead.status == "new",
                 Lead.created_at >= now - dt.timedelta(days=14),
                 Lead.created_at <= now,
-            ),
+            ],
             Lead.created_at.desc(),
+            scoped=False,
         ),
         closing_this_month=work_list(
-            select(Opportunity).where(
-                scope_clause(session, Opportunity, user),
+            Opportunity,
+            [
                 Opportunity.status == "open",
                 Opportunity.expected_close >= month_start,
                 Opportunity.expected_close < month_end,
-            ),
+            ],
             Opportunity.expected_close,
             joinedload(Opportunity.stage),
             joinedload(Opportunity.owner),

@@ -61,11 +61,11 @@ from sqlalchemy.sql.functions import FunctionElement
 from app.access import (
     assignable_user_ids,
     browsable_pool_ids,
+    first_in_scope,
     local_today,
     owner_clause,
     pool_departments,
     pool_of_department,
-    scope_clause,
     user_scope,
 )
 from app.errors import AccessDenied, Conflict, ErrorCollector, NotFound, ValidationFailed
@@ -913,18 +913,8 @@ def due_for_recycle(session: Session, user: CrmUser, now: dt.datetime, limit: in
     ]
     if not windows:
         return []
-    query = (
-        select(Customer)
-        .where(
-            scope_clause(session, Customer, user),
-            Customer.owner_id.is_not(None),
-            Customer.recycle_at.is_not(None),
-            or_(*windows),
-        )
-        .order_by(Customer.recycle_at, Customer.id)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
+    conditions = [Customer.owner_id.is_not(None), Customer.recycle_at.is_not(None), or_(*windows)]
+    return first_in_scope(session, Customer, user, conditions, [Customer.recycle_at], limit)
 
 
 # --- handover (转移) --------------------------------------------------------------------------------

@@ -242,6 +242,9 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
         Index("ix_customer_department_next_contact", "department_id", "next_contact_at"),
         Index("ix_customer_owner_created", "owner_id", "created_at"),
         Index("ix_customer_department_created", "department_id", "created_at"),
+        # the workbench: the scope's customers that their pool takes back soonest
+        Index("ix_customer_owner_recycle", "owner_id", "recycle_at"),
+        Index("ix_customer_department_recycle", "department_id", "recycle_at"),
     )
 
     def __str__(self) -> str:

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import select, update
 
-from app.access import scope_clause
+from app.access import first_in_scope, scope_branches, scope_clause
 from app.customers import customer_service
 from app.extensions import db
 from app.home import home_summary, local_day_bounds, recently_changed, workbench
@@ -216,3 +216,27 @@ def test_recent_customers_are_the_newest_within_the_scope(app) -> None:
             select(Customer.id).where(scope).order_by(Customer.updated_at.desc(), Customer.id.desc()).limit(8)
         ).all()
         assert [c.id for c in recently_changed(db.session, scope)] == list(expected), name
+
+
+def test_first_rows_of_each_scope_branch_are_the_first_rows_of_the_scope(app) -> None:
+    """first_in_scope (the first rows of each branch of the scope's OR, merged) gives exactly what
+    sorting the whole scope gives, ties on the sort key included, for every kind of scope."""
+    moment = dt.datetime(2019, 6, 1, 8, 0)  # before every other test's next contact times
+    for offset, owner in enumerate(("rep_a", "rep_b", "rep_c", "manager1", "director", "boss") * 3):
+        due = moment + dt.timedelta(hours=offset % 4)  # four distinct times: many ties
+        row = Customer(name=unique_name("分支"), mobile=unique_mobile(), next_contact_at=due)
+        customer_service.save(db.session, row, user(owner))
+    conditions = [Customer.next_contact_at < moment + dt.timedelta(hours=3)]
+    for name in ("rep_a", "manager1", "manager2", "director", "boss", "admin", "readonly"):
+        actor = user(name)
+        for size in (1, 3, 10):
+            expected = db.session.scalars(
+                select(Customer.id)
+                .where(scope_clause(db.session, Customer, actor), *conditions)
+                .order_by(Customer.next_contact_at, Customer.id)
+                .limit(size)
+            ).all()
+            found = first_in_scope(db.session, Customer, actor, conditions, [Customer.next_contact_at], size)
+            assert [c.id for c in found] == list(expected), (name, size)
+            assert len(scope_branches(db.session, Customer, actor)) >= 1
+    assert len(scope_branches(db.session, Customer, user("director"))) == 4  # own + 3 departments
