@@ -102,3 +102,26 @@ class RollupState(Model):
     rebuilt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     #: the API names in custom_key when it was last rebuilt (a change forces a rebuild)
     custom_fields: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+
+
+class TopCustomerRollup(Model):
+    """排行: the ten largest customers of the whole company (revenue of live orders) over each
+    quick date range of the dashboards (this month, quarter, year, the last 12 months), per
+    custom_key. Ranking a million customers' orders live takes seconds; the top ten of a union of
+    custom_key groups (each customer has exactly one key) is the top ten of their top tens, so a
+    custom-field filter is answered exactly from these rows too. Rebuilt by
+    app/analytics/top_customers.py with the rollups."""
+
+    __tablename__ = "crm_rollup_top_customer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: the range's first and last month (first days)
+    first_month: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    last_month: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    custom_key: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    customer_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 2), nullable=False, default=Decimal("0"))
+    refreshed_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+
+    __table_args__ = (Index("ix_rollup_top_customer_range", "first_month", "last_month"),)

@@ -32,13 +32,13 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select
 
-from app.analytics import CHARTS, Filters, charts_of, sales
-from app.analytics.rollups import refresh_rollups
+from app.analytics import CHARTS, Filters, charts_of, sales, top_customers
+from app.analytics.rollups import custom_key_sql, keyed_fields, refresh_rollups
 from app.errors import ValidationFailed
 from app.extensions import db
 from customfields.definitions import CustomField, bump_version
 from customfields.indexes import sync_indexes
-from models.analytics import Rollup, RollupState
+from models.analytics import Rollup, RollupState, TopCustomerRollup
 from models.base import utcnow
 from models.customers import Customer
 from models.orders import Order, OrderLine, Payment, PaymentPlan, SalesTarget
@@ -567,3 +567,53 @@ def _snapshot() -> list[tuple]:
         Rollup.amount2,
     ).where(Rollup.period < dt.date(2019, 1, 1))
     return sorted(tuple(str(v) for v in row) for row in db.session.execute(query))
+
+
+def test_company_top_customers_are_precomputed_per_quick_range_and_stay_fresh(data) -> None:
+    """The admin's top customers over a quick range come from crm_rollup_top_customer, with the
+    same rows as the live query, for a custom-field filter too; a changed order of the range makes
+    them stale, an order outside every range does not."""
+    session = db.session
+    c1, c2, c3 = data["customers"]
+    key = custom_key_sql(keyed_fields(session))
+    march_15 = dt.datetime(2018, 3, 15, 4, 0)  # the quick ranges: 2018-03, Q1 2018, 2018, 2017-04..2018-03
+    assert (dt.date(2018, 1, 1), dt.date(2018, 3, 1)) in top_customers.quick_months(march_15.date())
+    try:
+        written = top_customers.refresh_top_customers(session, march_15, None, key, True, None)
+        assert written and written >= 3
+        session.merge(RollupState(fact=top_customers.STATE, rebuilt_at=march_15, refreshed_at=march_15))
+        session.commit()
+        kept = top_customers.precomputed_top(session, dt.date(2018, 1, 1), dt.date(2018, 3, 1), [])
+        assert [row[0] for row in kept] == [c3, c2, c1]
+        admin = user("admin")
+        top = sales.top_customers(session, admin, Q1)  # from the precomputed rows
+        assert rows(top, "customer_id", "orders", "revenue") == [
+            (c3, 2, 3600.0),
+            (c2, 1, 2000.0),
+            (c1, 2, 1500.0),
+        ]
+        graded = Filters(date_from=Q1.date_from, date_to=Q1.date_to, custom={FIELD: "A"})
+        assert list(sales.top_customers(session, admin, graded)["customer_id"]) == [c3, c1]
+        # a range the filter bar does not offer is not kept: the live query answers
+        january_february = Filters(date_from=dt.date(2018, 1, 1), date_to=dt.date(2018, 2, 28))
+        assert top_customers.precomputed_top(session, dt.date(2018, 1, 1), dt.date(2018, 2, 1), []) is None
+        assert list(sales.top_customers(session, admin, january_february)["customer_id"]) == [c3, c2, c1]
+        # freshness: an order outside every range leaves the lists; one inside rebuilds them
+        assert (
+            top_customers.refresh_top_customers(session, march_15, {dt.date(2016, 5, 1)}, key, True, march_15)
+            is None
+        )
+        customer = session.get(Customer, c2)
+        order = _order(customer, "rep_b", "2018-02-20", "approved", "5000", None)
+        session.commit()
+        stale = sales.top_customers(session, admin, Q1)
+        assert list(stale["customer_id"]) == [c3, c2, c1] and stale["revenue"].iloc[1] == 2000.0
+        top_customers.refresh_top_customers(session, march_15, {dt.date(2018, 2, 1)}, key, True, march_15)
+        session.commit()
+        assert rows(sales.top_customers(session, admin, Q1), "customer_id", "revenue")[0] == (c2, 7000.0)
+        order.status, order.void_reason = "voided", "测试"
+        session.commit()
+    finally:
+        session.execute(delete(RollupState).where(RollupState.fact == top_customers.STATE))
+        session.execute(delete(TopCustomerRollup))
+        session.commit()

@@ -103,7 +103,7 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import True_
 
 from app.access import owner_clause
-from app.analytics import customer_rollups  # the customers dashboard's own tables
+from app.analytics import customer_rollups, top_customers  # the dashboards' own tables
 from app.errors import ValidationFailed
 from customfields.definitions import CustomField, definitions
 from customfields.query import custom_sql
@@ -207,10 +207,12 @@ def check_custom(session: Session, api_names: list[str]) -> None:
         )
 
 
-def custom_condition(session: Session, chosen: dict[str, str]) -> list[ColumnElement[bool]]:
-    """Rollup conditions for custom-field filters {api_name: choice code}."""
+def custom_condition(
+    session: Session, chosen: dict[str, str], column: Any = Rollup.custom_key
+) -> list[ColumnElement[bool]]:
+    """Conditions on a rollup's custom_key `column` for custom-field filters {api_name: code}."""
     check_custom(session, list(chosen))
-    return [Rollup.custom_key.contains(f"|{name}={code}|", autoescape=True) for name, code in chosen.items()]
+    return [column.contains(f"|{name}={code}|", autoescape=True) for name, code in chosen.items()]
 
 
 # --- the data scope on rollup rows -------------------------------------------------------------------
@@ -796,6 +798,7 @@ def refresh_rollups(
     signature = _signature(fields)
     ctx = Context(dialect, _offset_hours(), custom_key_sql(fields))
     report: dict[str, int] = {}
+    touched_orders: set[dt.date] | None = set()
     for name in facts or list(FACTS):
         fact = FACTS[name]
         state = _state(session, name)
@@ -807,15 +810,25 @@ def refresh_rollups(
             or now - state.rebuilt_at >= REBUILD_EVERY
         )
         if rebuild:
-            written = _rebuild(session, fact, ctx, None)
-            report[f"{name}*"] = written
+            periods = None
+            report[f"{name}*"] = _rebuild(session, fact, ctx, periods)
         else:
             since = (state.refreshed_at or now) - OVERLAP
             periods = fact.touched(session, ctx, since)
-            written = _rebuild(session, fact, ctx, periods)
-            report[name] = written
+            report[name] = _rebuild(session, fact, ctx, periods)
+        if name == "order":
+            touched_orders = periods
         _save_state(session, name, now, rebuild, signature, state is not None)
         session.commit()
+    if facts is None or "order" in facts:
+        state = _state(session, top_customers.STATE)
+        written = top_customers.refresh_top_customers(
+            session, now, touched_orders, ctx.key, bool(fields), state.rebuilt_at if state else None
+        )
+        if written is not None:
+            report["top_customer*"] = written
+            _save_state(session, top_customers.STATE, now, True, signature, state is not None)
+            session.commit()
     report |= customer_rollups.refresh_customer_rollups(session, now, full) if facts is None else {}
     return report
 
