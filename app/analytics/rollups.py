@@ -792,14 +792,15 @@ def refresh_rollups(
     """Bring the dashboards' rollups up to date (worker, every 10 minutes): per fact, rebuild in
     full when never built, when `full`, when the keyed custom fields changed or after
     REBUILD_EVERY; else recompute the periods touched since the previous run. One commit per
-    fact. Returns fact -> rows written (a full rebuild's fact is reported as "<fact>*")."""
+    fact, then the company's top customers (app/analytics/top_customers.py: "top_customer" in
+    `facts`). Returns fact -> rows written (a full rebuild's fact is reported as "<fact>*")."""
     dialect = session.get_bind().dialect.name
     fields = keyed_fields(session)
     signature = _signature(fields)
     ctx = Context(dialect, _offset_hours(), custom_key_sql(fields))
     report: dict[str, int] = {}
-    touched_orders: set[dt.date] | None = set()
-    for name in facts or list(FACTS):
+    touched_orders: set[dt.date] | None = None if full else set()
+    for name in [name for name in facts or list(FACTS) if name in FACTS]:
         fact = FACTS[name]
         state = _state(session, name)
         rebuild = (
@@ -820,7 +821,7 @@ def refresh_rollups(
             touched_orders = periods
         _save_state(session, name, now, rebuild, signature, state is not None)
         session.commit()
-    if facts is None or "order" in facts:
+    if facts is None or top_customers.STATE in facts:  # after the orders: their touched months
         state = _state(session, top_customers.STATE)
         written = top_customers.refresh_top_customers(
             session, now, touched_orders, ctx.key, bool(fields), state.rebuilt_at if state else None

@@ -27,7 +27,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app, has_app_context
-from sqlalchemy import ColumnElement, Date, DateTime, delete, func, insert, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    DateTime,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from app.analytics.filters import QUICK_RANGES, quick_range
@@ -84,48 +96,59 @@ def refresh_top_customers(
         return None
     connection = session.connection()
     connection.execute(delete(TopCustomerRollup))
-    for first, final in ranges:
-        connection.execute(_insert_top(first, final, now, key, keyed))
+    connection.execute(_insert_top(ranges, now, key, keyed))
     return connection.scalar(select(func.count()).select_from(TopCustomerRollup)) or 0
 
 
-def _insert_top(first: dt.date, last: dt.date, now: dt.datetime, key: ColumnElement[str], keyed: bool) -> Any:
-    """INSERT ... SELECT of the range's ten largest customers per custom_key: the orders summed
-    per customer first, then each customer's key read once, then ranked within its key."""
+def _insert_top(
+    ranges: list[tuple[dt.date, dt.date]], now: dt.datetime, key: ColumnElement[str], keyed: bool
+) -> Any:
+    """One INSERT ... SELECT of every range's ten largest customers per custom_key: the orders
+    of all the ranges summed per customer and range in one pass, each customer's key read once,
+    then each range ranked within its key."""
+    sums = []
+    for index, (first, last) in enumerate(ranges):
+        inside = and_(Order.ordered_on >= first, Order.ordered_on < _next_month(last))
+        sums.append(func.sum(case((inside, 1), else_=0)).label(f"n{index}"))
+        sums.append(func.sum(case((inside, Order.total_amount), else_=0)).label(f"a{index}"))
+    start, end = min(r[0] for r in ranges), _next_month(max(r[1] for r in ranges))
     totals = (
-        select(
-            Order.customer_id.label("customer_id"),
-            func.count().label("n"),
-            func.sum(Order.total_amount).label("amount"),
-        )
-        .where(Order.status.in_(LIVE_ORDER), Order.ordered_on >= first, Order.ordered_on < _next_month(last))
+        select(Order.customer_id.label("customer_id"), *sums)
+        .where(Order.status.in_(LIVE_ORDER), Order.ordered_on >= start, Order.ordered_on < end)
         .group_by(Order.customer_id)
         .subquery("totals")
     )
-    order = (totals.c.amount.desc(), totals.c.customer_id)
-    position = func.row_number().over(partition_by=key if keyed else None, order_by=order)
-    ranked = (
-        select(
-            totals.c.customer_id,
-            key.label("custom_key"),
-            totals.c.n,
-            totals.c.amount,
-            position.label("position"),
-        )
+    customers = (
+        select(totals, key.label("custom_key"))
         .join(Customer, Customer.id == totals.c.customer_id)
-        .subquery("ranked")
+        .cte("customers")
     )
-    query = select(
-        literal(first, Date()),
-        literal(last, Date()),
-        ranked.c.custom_key,
-        ranked.c.customer_id,
-        ranked.c.n,
-        ranked.c.amount,
-        literal(now, DateTime()),
-    ).where(ranked.c.position <= TOP)
+    parts = []
+    for index, (first, last) in enumerate(ranges):
+        n, amount = customers.c[f"n{index}"], customers.c[f"a{index}"]
+        order = (amount.desc(), customers.c.customer_id)
+        position = func.row_number().over(
+            partition_by=customers.c.custom_key if keyed else None, order_by=order
+        )
+        ranked = (
+            select(customers.c.customer_id, customers.c.custom_key, n.label("n"), amount.label("amount"))
+            .add_columns(position.label("position"))
+            .where(n > 0)
+            .subquery(f"ranked{index}")
+        )
+        parts.append(
+            select(
+                literal(first, Date()).label("first_month"),
+                literal(last, Date()).label("last_month"),
+                ranked.c.custom_key,
+                ranked.c.customer_id,
+                ranked.c.n,
+                ranked.c.amount,
+                literal(now, DateTime()).label("refreshed_at"),
+            ).where(ranked.c.position <= TOP)
+        )
     columns = ["first_month", "last_month", "custom_key", "customer_id", "n", "amount", "refreshed_at"]
-    return insert(TopCustomerRollup).from_select(columns, query)
+    return insert(TopCustomerRollup).from_select(columns, union_all(*parts))
 
 
 def precomputed_top(
