@@ -22,8 +22,16 @@ csrf = CSRFProtect()
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: object, connection_record: object) -> None:
-    """SQLite enforces foreign keys (and so ON DELETE CASCADE) only when asked, per connection."""
+    """Per SQLite connection: enforce foreign keys (and so ON DELETE CASCADE), which SQLite does
+    only when asked; write-ahead logging, so that the web workers keep reading while the worker
+    writes (a recycle run, a rollup rebuild), with the usual `synchronous=NORMAL` of WAL (a power
+    cut may lose the last commits, never corrupts); and a 64 MiB page cache instead of 2 MiB (the
+    daily jobs touch hundreds of thousands of rows at random)."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] not in ("wal", "memory"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()

@@ -1,4 +1,5 @@
-"""The one search box: customers and contacts by name, mobile/phone prefix or e-mail.
+"""The one search box: customers and contacts by name, mobile/phone prefix or e-mail; and the
+pickers of select boxes for other large tables (an order or a ticket by number).
 
 Fast at a million rows because every branch uses an index:
 - phone and e-mail: an indexed prefix range (`mobile >= '138' AND mobile < '139'`), portable
@@ -30,7 +31,10 @@ from app.validators import clean_id_number, clean_text  # clean_id_number: encry
 from customfields.query import TEXTUAL, custom_sql, sensitive_condition, storage_kind  # sensitive_:
 from customfields.values import FIELD_PREFIX
 from models.customers import Contact, Customer
+from models.orders import Order
+from models.sales import Opportunity
 from models.security import CrmUser
+from models.service import Ticket
 
 MAX_RESULTS = 50
 #: Shortest query for a "contains" match. Company names are searched by a fragment from
@@ -260,3 +264,52 @@ def _dashed(digits: str) -> str:
         return digits
     area = 3 if digits[1] in "12" else 4
     return digits[:area] + "-" + digits[area:]
+
+
+# --- pickers: a record of another kind chosen by typing (a select box's search) ----------------------
+@dataclass(frozen=True)
+class Picker:
+    """How a select box finds records of a kind too large to list: the column typed into (an
+    indexed number or name, matched by prefix in index order) and the label of a hit."""
+
+    model: type
+    column: str
+
+
+#: kind -> picker; customers and contacts go through search() above
+PICKERS: dict[str, Picker] = {
+    "order": Picker(Order, "number"),
+    "opportunity": Picker(Opportunity, "name"),
+    "ticket": Picker(Ticket, "number"),
+}
+
+
+def visible_record(session: Session, actor: CrmUser | None, model: type, pk: int) -> Any | None:
+    """The record of `model` with primary key `pk` if the actor may see it (a chosen value's label)."""
+    scope = scope_clause(session, model, actor)
+    return session.scalar(select(model).where(model.id == pk, *([] if scope is None else [scope])))
+
+
+def pick(
+    session: Session,
+    actor: CrmUser | None,
+    kind: str,
+    raw_query: str = "",
+    limit: int = 20,
+    pk: int | None = None,
+) -> list[SearchHit]:
+    """Records of `kind` the actor may see whose column starts with the query, in the column's
+    order, or the one with primary key `pk` (to label a chosen value)."""
+    picker = PICKERS[kind]
+    model = picker.model
+    if pk is not None:
+        row = visible_record(session, actor, model, pk)
+        return [SearchHit(kind, row.id, str(row), "", 0)] if row is not None else []
+    query = clean_text(raw_query) or ""
+    if not query:
+        return []
+    column = getattr(model, picker.column)
+    scope = scope_clause(session, model, actor)
+    stmt = select(model).where(prefix_range(column, query), *([] if scope is None else [scope]))
+    rows = session.scalars(stmt.order_by(column).limit(max(1, min(limit, MAX_RESULTS))))
+    return [SearchHit(kind, row.id, str(row), "", 1) for row in rows]

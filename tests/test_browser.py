@@ -398,3 +398,42 @@ def test_a_manager_approves_a_contract_from_the_workbench(server: Server) -> Non
     finally:
         flow.active = False
         db.session.commit()
+
+
+def test_an_order_list_is_filtered_by_a_customer_picked_by_typing(server: Server) -> None:
+    """The filter bar's customer is a remote select (a plain one would list every customer in
+    the page): add the filter, type part of the name, pick the match, search; the list shows that
+    customer's order only, and the filter bar shows the customer's name."""
+    admin = user("admin")
+    name = unique_name("筛选客户")
+    chosen = customer_service.save(db.session, Customer(name=name, mobile=unique_mobile()), admin)
+    other = customer_service.save(
+        db.session, Customer(name=unique_name("别的客户"), mobile=unique_mobile()), admin
+    )
+    orders = {}
+    for customer in (chosen, other):
+        line = OrderLine(description="液碱 32%", quantity=Decimal("1"), unit_price=Decimal("100"))
+        order = Order(title=unique_name("筛选订单"), customer_id=customer.id, lines=[line])
+        orders[customer.id] = order_service.save(db.session, order, admin)
+    with admin_page(server) as (page, monitor):
+        visit(page, monitor, f"{server.url}/orderview/list/")
+        assert page.locator("#filter_form select.crm-remote-select").count() == 0  # none until added
+        page.click("a.accordion-toggle[href='#accordion1_href']")  # the 搜索 panel
+        page.click("#filter_form button.dropdown-toggle")
+        page.click("#filter_form a.filter[name=customer]")
+        box = page.locator("#filter_form select.crm-remote-select")
+        remote = "#filter_form select.crm-remote-select + .select2-container"  # select2 made it searchable
+        wait_until(page, f"document.querySelector({remote!r}) !== null")
+        assert box.count() == 1
+        page.click(f"{remote} .select2-selection")
+        page.fill(".select2-search__field", name[:6])
+        page.click(f".select2-results__option:has-text('{name}')")
+        with page.expect_navigation():
+            page.click("#filter_form button[type=submit], #filter_form .btn-primary")
+        monitor.settle(page)
+        listed = " ".join(page.locator("table:not(.filters)").all_inner_texts())
+        assert orders[chosen.id].number in listed and orders[other.id].number not in listed
+        assert f"_flt_0_customer={chosen.id}" in page.url
+        assert name in page.inner_text("#filter_form")  # the chosen customer, named
+        problems = monitor.report()
+    assert not problems, problems

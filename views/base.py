@@ -57,6 +57,7 @@ from views.audit import HistoryMixin  # every record's History tab
 from views.custom_filters import sortable, with_custom_filters
 from views.custom_forms import PREFIX, form_name, with_custom_fields, with_search_fields
 from views.formatters import display_custom, display_formatter
+from views.widgets import remote_search_fields
 
 #: Conditions and ordering a REST list adds for this request (custom-field filters), set by
 #: CrmModelApi around FAB's list code and read by CrmInterface; a ContextVar is per request.
@@ -387,8 +388,6 @@ def searchable_filters(filters: Any, policy: FieldPolicy) -> Any:
     return kept
 
 
-
-
 class CrmModelView(HistoryMixin, ModelView):  # HistoryMixin adds the History tab
     """Base screen for every KeGuan entity."""
 
@@ -435,6 +434,9 @@ class CrmModelView(HistoryMixin, ModelView):  # HistoryMixin adds the History ta
             return super()._get_related_view_widget(item, related_view, *args, **kwargs)
 
     def _init_forms(self) -> None:
+        # after FAB has settled the search columns (all searchable ones when a view names none)
+        remote = remote_search_fields(self.datamodel.obj, list(self.search_columns), self.label_columns)
+        self.search_form_extra_fields = {**remote, **(self.search_form_extra_fields or {})}
         super()._init_forms()
         if service_for(self.datamodel.obj) is not None:
             self.add_form = with_domain_validation(self.add_form, self)
@@ -809,7 +811,6 @@ class CrmModelApi(ModelRestApi):
         if isinstance(payload.get("filters"), dict):
             payload["filters"] = {k: v for k, v in payload["filters"].items() if policy.searchable(k)}
         return self.response(200, **payload)
-
 
     def _init_model_schemas(self) -> None:
         super()._init_model_schemas()

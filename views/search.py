@@ -8,13 +8,20 @@ from flask_appbuilder.api import BaseApi, protect
 from flask_babel import lazy_gettext as _
 
 from app.access import current_actor
-from app.search import search
+from app.search import PICKERS, pick, search
 
 
 def _search_request() -> list:
-    """Run the search described by the request's arguments for the current user."""
+    """Run the search described by the request's arguments for the current user: customers and
+    contacts, or the records of one picker kind (an order by number, ...), by `q` or by `id`."""
     limit = request.args.get("limit", "20")
     kind = request.args.get("kind")
+    if kind in PICKERS:
+        pk = request.args.get("id", "")
+        session, actor = current_app.appbuilder.session, current_actor()
+        if pk.isdigit():
+            return pick(session, actor, kind, pk=int(pk))
+        return pick(session, actor, kind, request.args.get("q", ""), int(limit) if limit.isdigit() else 20)
     kinds = (kind,) if kind in ("customer", "contact") else ("customer", "contact")
     return search(
         current_app.appbuilder.session,
@@ -45,17 +52,23 @@ class SearchApi(BaseApi):
     @expose("/", methods=["GET"])
     @protect()
     def get(self):  # noqa: ANN201 - FAB response
-        """Search customers and contacts.
+        """Search customers and contacts, or pick an order, opportunity or ticket.
         ---
         get:
           parameters:
           - in: query
             name: q
             schema: {type: string}
-            description: name (contains), mobile or phone (prefix) or e-mail (prefix)
+            description: >
+              customers and contacts: name (contains), mobile or phone (prefix) or e-mail
+              (prefix); orders and tickets: number (prefix); opportunities: name (prefix)
           - in: query
             name: kind
-            schema: {type: string, enum: [customer, contact]}
+            schema: {type: string, enum: [customer, contact, order, opportunity, ticket]}
+          - in: query
+            name: id
+            schema: {type: integer}
+            description: orders, opportunities and tickets only, the one record with this id
           - in: query
             name: limit
             schema: {type: integer, maximum: 50}

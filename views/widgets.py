@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from flask import has_request_context, request
 from markupsafe import Markup, escape
 from sqlalchemy import inspect
 from wtforms import Field
 from wtforms.widgets import html_params
 
+from app.access import current_actor
 from app.extensions import db
-from models.customers import Customer
+from app.search import visible_record
+from models.customers import Contact, Customer
+from models.orders import Order
+from models.sales import Opportunity
+from models.service import Ticket
 
 
 class RemoteSelectWidget:
@@ -37,7 +44,23 @@ class RemoteSelectWidget:
         if field.data is not None:
             text = getattr(field, "display", None) or str(field.data)
             option = f'<option value="{escape(field.pk)}" selected>{escape(text)}</option>'
+        elif field.searching:
+            chosen = _filtered_record(field)
+            if chosen is not None:
+                option = f'<option value="{chosen.id}">{escape(str(chosen))}</option>'
         return Markup(f"<select {attrs}><option value=''></option>{option}</select>")
+
+
+def _filtered_record(field: RemoteSelectField) -> Any | None:
+    """The record a list is filtered by through this search field (`_flt_<n>_<name>=<id>` in the
+    URL), if the user may see it: the filter bar then shows its name, not an empty box."""
+    if not has_request_context():
+        return None
+    pattern = re.compile(rf"_flt_\d+_{re.escape(field.name)}")
+    for key, value in request.args.items():
+        if pattern.fullmatch(key) and value.isdigit():
+            return visible_record(field.session_getter(), current_actor(), field.model, int(value))
+    return None
 
 
 class RemoteSelectField(Field):
@@ -52,11 +75,14 @@ class RemoteSelectField(Field):
         session_getter: Any,
         url: str,
         kind: str,
+        searching: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(label, validators, widget=RemoteSelectWidget(url, kind), **kwargs)
         self.model = model
         self.session_getter = session_getter
+        #: in a list's filter bar (shows the record the list is filtered by)
+        self.searching = searching
 
     @property
     def pk(self) -> Any:
@@ -67,6 +93,39 @@ class RemoteSelectField(Field):
         self.data = None
         if raw and raw.isdigit():
             self.data = self.session_getter().get(self.model, int(raw))
+
+
+#: models too large to list as the options of a select: the search API's kind for each
+REMOTE_KINDS: dict[type, str] = {
+    Customer: "customer",
+    Contact: "contact",
+    Order: "order",
+    Opportunity: "opportunity",
+    Ticket: "ticket",
+}
+
+
+def remote_search_fields(
+    model: type, columns: list[str], labels: dict[str, Any]
+) -> dict[str, RemoteSelectField]:
+    """Filter-bar fields for the search columns that are many-to-one relations to a large model
+    (an order list's customer): typed and looked up, where Flask-AppBuilder's select would list
+    every customer in every list page (11 MB and 12 s at 100,000 customers)."""
+    relationships = inspect(model).relationships
+    fields = {}
+    for name in columns:
+        relation = relationships.get(name)
+        target = relation.mapper.class_ if relation is not None and not relation.uselist else None
+        if target in REMOTE_KINDS:
+            fields[name] = RemoteSelectField(
+                labels.get(name, name),
+                model=target,
+                session_getter=lambda: db.session,
+                url="/api/v1/search/",
+                kind=REMOTE_KINDS[target],
+                searching=True,
+            )
+    return fields
 
 
 def customer_select(label: Any) -> RemoteSelectField:

@@ -49,27 +49,37 @@
 /* Remote selects: type to search (the search API), for relations with too many rows to list. */
 (function ($) {
   "use strict";
-  $(function () {
-    $(".crm-remote-select").each(function () {
-      var elem = $(this);
-      elem.select2({
-        theme: "bootstrap",
-        allowClear: true,
-        placeholder: "",
-        minimumInputLength: 1,
-        ajax: {
-          url: elem.data("url"),
-          dataType: "json",
-          delay: 250,
-          data: function (params) { return { q: params.term, kind: elem.data("kind"), limit: 20 }; },
-          processResults: function (data) {
-            return { results: $.map(data.result || [], function (hit) {
-              return { id: hit.id, text: hit.detail ? hit.name + " · " + hit.detail : hit.name };
-            }) };
-          }
+  function remoteSelect(elem) {
+    if (elem.hasClass("select2-hidden-accessible")) { return; }
+    elem.select2({
+      theme: "bootstrap",
+      allowClear: true,
+      placeholder: "",
+      minimumInputLength: 1,
+      width: "100%",
+      ajax: {
+        url: elem.data("url"),
+        dataType: "json",
+        delay: 250,
+        data: function (params) { return { q: params.term, kind: elem.data("kind"), limit: 20 }; },
+        processResults: function (data) {
+          return { results: $.map(data.result || [], function (hit) {
+            return { id: hit.id, text: hit.detail ? hit.name + " · " + hit.detail : hit.name };
+          }) };
         }
-      });
+      }
     });
+  }
+  $(function () {
+    $(".crm-remote-select").each(function () { remoteSelect($(this)); });
+    // the filter bar adds its fields when the user picks a filter (Flask-AppBuilder's AdminFilters)
+    new MutationObserver(function (changes) {
+      changes.forEach(function (change) {
+        $(change.addedNodes).find(".crm-remote-select").addBack(".crm-remote-select").each(function () {
+          remoteSelect($(this));
+        });
+      });
+    }).observe(document.body, { childList: true, subtree: true });
   });
 })(jQuery);
 
