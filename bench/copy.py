@@ -83,7 +83,9 @@ def open_source(url: URL) -> sqlite3.Connection:
     path = Path(url.database)
     if not path.exists():
         raise SystemExit(f"{path}: no such file")
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    conn.execute("BEGIN")  # one read transaction: every table and count from the same snapshot
+    return conn
 
 
 def source_revision(conn: sqlite3.Connection) -> str:
