@@ -235,7 +235,7 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
         Index("ix_customer_pool_pooled", "pool_id", "pooled_at"),
         Index("ix_customer_pooled_at", "pooled_at"),
         # the home page: recently changed customers
-        Index("ix_customer_updated_at", "updated_at"),
+        Index("ix_customer_updated_at", "updated_at", "id"),  # ties in id order (see migration b7a0c0000009)
         # the workbench of a manager: the team's customers to contact by today and new this
         # month, read from the owner's and the departments' index ranges alone
         Index("ix_customer_owner_next_contact", "owner_id", "next_contact_at"),

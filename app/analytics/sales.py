@@ -365,17 +365,17 @@ def _live_top_customers(
         conditions.append(
             Order.department_id.in_(sorted(department_tree_ids(session, filters.department_id)))
         )
+    query = select(Order.customer_id, func.count(), func.sum(Order.total_amount))
     if filters.custom:
+        # each order's customer tested by primary key: `customer_id IN (the customers with that
+        # value)` made SQLite collect a fifth of all customers first (1.4 s for a rep)
         check_custom(session, list(filters.custom))
         fields = {f.api_name: f for f in definitions(session, "customer")}
-        customer_ids = select(Customer.id).where(
-            *(custom_sql(Customer, fields[name]) == code for name, code in filters.custom.items())
-        )
-        conditions.append(Order.customer_id.in_(customer_ids))
+        query = query.join(Customer, Customer.id == Order.customer_id)
+        conditions += [custom_sql(Customer, fields[name]) == code for name, code in filters.custom.items()]
     total = func.sum(Order.total_amount)
     return session.execute(
-        select(Order.customer_id, func.count(), total)
-        .where(*conditions)
+        query.where(*conditions)
         .group_by(Order.customer_id)
         .order_by(total.desc(), Order.customer_id)
         .limit(TOP)
