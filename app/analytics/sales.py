@@ -367,12 +367,16 @@ def _live_top_customers(
         )
     query = select(Order.customer_id, func.count(), func.sum(Order.total_amount))
     if filters.custom:
-        # each order's customer tested by primary key: `customer_id IN (the customers with that
-        # value)` made SQLite collect a fifth of all customers first (1.4 s for a rep)
+        # a membership test of each order of the scope (`+ 0`: not an index lookup), read along the
+        # owner's or department's order index: driven from the customers with that value, SQLite
+        # probed the orders of a fifth of all customers (1.4 s for a rep); joined, it read each
+        # order's customer row (470 ms for a manager); as a set, 72 ms
         check_custom(session, list(filters.custom))
         fields = {f.api_name: f for f in definitions(session, "customer")}
-        query = query.join(Customer, Customer.id == Order.customer_id)
-        conditions += [custom_sql(Customer, fields[name]) == code for name, code in filters.custom.items()]
+        chosen = select(Customer.id).where(
+            *(custom_sql(Customer, fields[name]) == code for name, code in filters.custom.items())
+        )
+        conditions.append((Order.customer_id + 0).in_(chosen))
     total = func.sum(Order.total_amount)
     return session.execute(
         query.where(*conditions)
