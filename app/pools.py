@@ -89,6 +89,9 @@ from models.security import CrmUser, Department
 
 #: "never" in due-date arithmetic (a won customer under "not won within N days")
 NEVER = dt.datetime(9999, 1, 1)
+#: the recycle run keeps due dates this many days beyond the pool's warning days (a daily run:
+#: the workbench's "back to the pool soon" list stays complete until the next one)
+SCHEDULE_MARGIN_DAYS = 2
 #: what a handover carries along with the customers, unless the request names fewer
 HANDOVER_PARTS = ("opportunities", "orders", "tasks")
 #: orders still being worked on: they follow their customer to the new owner
@@ -650,12 +653,12 @@ def exempt_clause(pool: CustomerPool) -> ColumnElement[bool] | None:
     return or_(*exemptions) if exemptions else None
 
 
-def recycle_due(pool: CustomerPool) -> ColumnElement[dt.datetime]:
+def recycle_due(pool: CustomerPool, horizon: dt.datetime = NEVER) -> ColumnElement[dt.datetime]:
     """When the pool takes a customer back: the first rule due (OR) or the last (AND); NULL when
-    exempt or never."""
+    exempt, never, or after `horizon`."""
     dues = [rule_due(rule) for rule in pool.rules]
     combined = dues[0] if len(dues) == 1 else (latest if pool.rule_logic == "and" else earliest)(*dues)
-    whens = [(combined >= literal(NEVER, DateTime()), null())]
+    whens = [(combined >= literal(min(horizon, NEVER), DateTime()), null())]
     exempt = exempt_clause(pool)
     if exempt is not None:
         whens.insert(0, (exempt, null()))
@@ -717,8 +720,15 @@ class RecycleReport:
 
 def recycle(session: Session, now: dt.datetime | None = None) -> RecycleReport:
     """The daily run: for each active pool, compute when each owned customer of the departments
-    it serves goes back (recycle_at), take back those due by `now` (a PoolMove 'recycle' each,
-    naming the rule), then warn owners of customers due within warn_days.
+    it serves goes back, keep it (recycle_at) for those due before the next run's warnings are
+    due (warn_days + SCHEDULE_MARGIN_DAYS ahead; NULL for the others), take back those due by
+    `now` (a PoolMove 'recycle' each, naming the rule), then warn owners of customers due within
+    warn_days.
+
+    Why a horizon: the first run (or a change of the rules) would otherwise write a due date into
+    every owned customer; on PostgreSQL each such UPDATE writes a new row version and an entry in
+    every index of crm_customer (500,000 customers: about two minutes). The dates are computed for
+    every customer on every run anyway; only the few due soon are written.
 
     Idempotent: a recycled customer has no owner any more, so it is never taken back twice, and
     a warning is sent once per customer and due date.
@@ -742,7 +752,7 @@ def recycle(session: Session, now: dt.datetime | None = None) -> RecycleReport:
                 continue
             covered.update(departments)
             owned = _owned_in(departments)
-            due = recycle_due(pool)
+            due = recycle_due(pool, now + dt.timedelta(days=pool.warn_days + SCHEDULE_MARGIN_DAYS))
             report.scheduled += session.execute(
                 update(Customer)
                 .where(*owned, Customer.recycle_at.is_distinct_from(due))

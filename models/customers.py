@@ -185,7 +185,8 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
     owned_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
     #: a locked customer (锁定) is exempt from recycling and counts against the lock capacity
     locked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
-    #: when the pool's rules will take it back, recomputed daily by the worker (warning, workbench)
+    #: when the pool's rules will take it back, recomputed daily by the worker (warning, workbench);
+    #: kept only when that is within the pool's warning days and two more (app.pools.recycle)
     recycle_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
     # invoicing details (开票信息), copied onto each invoice
     invoice_title: Mapped[str | None] = mapped_column(String(200))

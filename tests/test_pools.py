@@ -175,10 +175,15 @@ def test_no_followup_rule_with_days_per_level(org, make_pool) -> None:
     for customer_id in (recent, key_recent, claimed):
         customer = state(customer_id)
         assert customer.owner_id == org["pool_rep1"] and customer.pool_id is None and not moves(customer_id)
-    # the due date is kept for owned customers: 30 (60) days after the last follow-up
+    # the due date (30, or 60 days for a key customer, after the last follow-up or the claim) is
+    # kept once it is within the warning days and two more (3 + 2): 1 day ahead; not 15 or 25 yet
     assert abs(state(recent).recycle_at - days_ago(29 - 30)) < dt.timedelta(seconds=1)
+    assert state(key_recent).recycle_at is None and state(claimed).recycle_at is None
+    later = NOW + dt.timedelta(days=11)  # key_recent is then due in 4 days, claimed in 14
+    recycle(db.session, later)
     assert abs(state(key_recent).recycle_at - days_ago(45 - 60)) < dt.timedelta(seconds=1)
-    assert abs(state(claimed).recycle_at - days_ago(5 - 30)) < dt.timedelta(seconds=1)
+    assert state(claimed).recycle_at is None and state(claimed).owner_id == org["pool_rep1"]
+    assert state(recent).owner_id is None  # due a day after NOW: back in the pool
 
 
 def test_no_opportunity_rule_counts_from_the_newest_opportunity(org, make_pool, stages) -> None:
@@ -246,7 +251,9 @@ def test_rules_combined_with_and_or(org, make_pool) -> None:
     both = owned_customer(org, owned_since=days_ago(100), last_followup_at=days_ago(40))
     recycle(db.session, NOW)
     assert state(one_rule).owner_id == org["pool_rep1"]
-    assert abs(state(one_rule).recycle_at - days_ago(50 - 90)) < dt.timedelta(seconds=1)  # the later rule
+    assert state(one_rule).recycle_at is None  # the later rule: in 40 days, beyond the warning days
+    recycle(db.session, NOW + dt.timedelta(days=38))
+    assert abs(state(one_rule).recycle_at - days_ago(50 - 90)) < dt.timedelta(seconds=1)
     assert state(both).owner_id is None
     reason = moves(both)[0].reason
     assert "未跟进" in reason and "未成交" in reason
