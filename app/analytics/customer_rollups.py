@@ -45,12 +45,14 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    Select,
     SmallInteger,
     String,
     and_,
     case,
     cast,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -257,6 +259,19 @@ def rfm_subquery(key: ColumnElement[str], today: dt.date) -> Any:
     ).subquery()
 
 
+def not_among(session: Session, column: Any, ids: Select) -> ColumnElement[bool]:
+    """`column NOT IN (ids)`, as NOT EXISTS on PostgreSQL. There NOT IN runs the subquery row by
+    row once its ids outgrow work_mem (1,000,000 customers against 860,000 buyers: it never
+    finished), while NOT EXISTS is a hashed anti-join. SQLite and MariaDB build the NOT IN set
+    once; SQLite would rescan a windowed subquery for each row of an EXISTS or a join (170 s
+    instead of 1.5 s at 100,000 customers)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return column.not_in(ids)
+    found = ids.subquery()
+    (value,) = found.c
+    return ~exists().where(value == column)
+
+
 def _dim_rows(session: Session, today: dt.date) -> list[dict[str, Any]]:
     """Customers now per dimension value, owner, department and custom key: one GROUP BY each."""
     fields = rollups.keyed_fields(session)
@@ -273,7 +288,7 @@ def _dim_rows(session: Session, today: dt.date) -> list[dict[str, Any]]:
     grouped = [Customer.owner_id, Customer.department_id]
     queries.append(
         select(literal_column("'none'"), *grouped, key, func.count())
-        .where(Customer.id.not_in(buyers))
+        .where(not_among(session, Customer.id, buyers))
         .group_by(*grouped, *keyed)
     )
     rows: list[dict[str, Any]] = []
@@ -448,7 +463,7 @@ def refresh_potential_customers(session: Session, today: dt.date) -> int:
         literal(today, Date),
     ).where(
         Customer.industry_id.in_(sorted(profiles)),
-        Customer.id.not_in(best_ids),
+        not_among(session, Customer.id, best_ids),
         amount < average * POTENTIAL_SHARE,
         score >= POTENTIAL_MIN_TRAITS,
     )
