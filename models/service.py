@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -43,6 +44,8 @@ TICKET_STATUSES = Choices(
 )
 #: statuses in which a ticket still needs work (the queue, the backlog, the SLA sweep)
 OPEN_TICKET_STATUSES = ("new", "assigned", "in_progress", "waiting", "reopened")
+#: the same as SQL, for partial indexes (their predicate must match the queries' own IN list)
+OPEN_TICKETS_SQL = "status IN ('new', 'assigned', 'in_progress', 'waiting', 'reopened')"
 TICKET_PRIORITIES = Choices(("low", "低"), ("normal", "普通"), ("high", "高"), ("urgent", "紧急"))
 TICKET_CHANNELS = Choices(("staff", "员工录入"), ("web", "网页表单"), ("email", "邮件"), ("phone", "电话"))
 RESOLUTION_METHODS = Choices(
@@ -168,6 +171,16 @@ class Ticket(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
         # the whole queue by time left (admins, REST): walked in order, no sort of every ticket
         # (PostgreSQL and SQLite read it for ascending NULLS LAST too)
         Index("ix_ticket_due", "resolution_due", "id"),
+        # 我的待办工单 on PostgreSQL: one owner's open tickets in time-left order (a partial index:
+        # with the status in the middle, the planner walked ix_ticket_due past 890,000 closed ones)
+        Index(
+            "ix_ticket_owner_open_due",
+            "owner_id",
+            "resolution_due",
+            "id",
+            postgresql_where=text(OPEN_TICKETS_SQL),
+            sqlite_where=text(OPEN_TICKETS_SQL),
+        ),
     )
 
     def __str__(self) -> str:
