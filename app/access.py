@@ -290,13 +290,16 @@ def first_in_scope(
     options: Iterable[Any] = (),
 ) -> list[Any]:
     """The first `size` rows of `model` within the user's data scope that meet `conditions`, in
-    `order_by` order (ties by id).
+    `order_by` order (ties by id, ascending unless `order_by` names it).
 
     Why: one query over a scope that ORs several ranges (a manager: their own rows and each
     department of the tree) reads every matching row of the team and sorts them all. The first
     `size` of each branch come along its (branch column, order column) index instead, and the
     first `size` of their union are the answer: the same rows, a few dozen read."""
-    conditions, keys = list(conditions), [*order_by, model.id]
+    conditions, keys = list(conditions), list(order_by)
+    identity = model.__table__.c.id
+    if not any(getattr(key, "element", key).compare(identity) for key in keys):
+        keys.append(model.id)
     branches = scope_branches(session, model, user)
     if branches is None or len(branches) == 1 or len(branches) > MAX_BRANCHES:
         scope = scope_clause(session, model, user)

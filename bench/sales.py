@@ -40,7 +40,7 @@ from app.access import department_tree_ids, entity_name, scope_clause, subordina
 from app.approvals import waiting_for
 from app.demo import COMPANY_WORDS, FOLLOW_UPS, LOST_REASONS, PIPELINES, PRODUCTS, _mobile, _person
 from app.extensions import db
-from app.home import RECENT_PROBE, local_day_bounds
+from app.home import local_day_bounds
 from app.kanban import PAGE_SIZE as BOARD_PAGE_SIZE
 from app.kanban import BoardFilters, _card_query, _conditions, _few_owners, column_status
 from app.orders import expiring_contracts, payments_due
@@ -952,17 +952,13 @@ def workbench_sql(session: Session, ctx: Context, probe: Probe) -> list[Step]:
     def counted(*conditions: Any, model: type = Customer) -> Select[Any]:
         return capped_count(select(model.id).where(*conditions), ctx.count_cap + 1)
 
-    # app.home.recently_changed: the newest RECENT_PROBE customers tested against the scope
-    newest = session.scalars(
-        select(Customer.id).order_by(Customer.updated_at.desc(), Customer.id.desc()).limit(RECENT_PROBE)
-    ).all()
-
     summary = [
+        # app.home.recently_changed (the same rows; the page merges the scope's branches)
         select(
             Customer.id, Customer.name, Customer.level, Customer.mobile, Customer.updated_at, *names(owner)
         )
         .outerjoin(owner, owner.id == Customer.owner_id)
-        .where(customers, Customer.id.in_(newest))
+        .where(customers)
         .order_by(Customer.updated_at.desc(), Customer.id.desc())
         .limit(8),
         counted(Customer.owner_id == user.id),

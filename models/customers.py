@@ -243,6 +243,9 @@ class Customer(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
         Index("ix_customer_department_next_contact", "department_id", "next_contact_at"),
         Index("ix_customer_owner_created", "owner_id", "created_at"),
         Index("ix_customer_department_created", "department_id", "created_at"),
+        # the home page: the scope's recently changed customers, per branch of the data scope
+        Index("ix_customer_owner_updated", "owner_id", "updated_at", "id"),
+        Index("ix_customer_department_updated", "department_id", "updated_at", "id"),
         # the workbench: the scope's customers that their pool takes back soonest
         Index("ix_customer_owner_recycle", "owner_id", "recycle_at"),
         Index("ix_customer_department_recycle", "department_id", "recycle_at"),
