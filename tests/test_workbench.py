@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from app.access import first_in_scope, scope_branches, scope_clause
+from app.access import disjoint_owner_branches, first_in_scope, owner_clause, scope_branches, scope_clause
 from app.customers import customer_service
 from app.extensions import db
 from app.home import home_summary, local_day_bounds, recently_changed, workbench
@@ -17,6 +17,7 @@ from models.customers import Contact, Customer
 from models.orders import Order, PaymentPlan, SalesTarget
 from models.pools import CustomerPool
 from models.sales import Lead, Opportunity, Pipeline, Stage, Task
+from models.security import Department
 from tests.conftest import unique_mobile, unique_name, user
 
 #: 10:00 in Dongying on a day long before the other tests' data (which is around today)
@@ -241,3 +242,29 @@ def test_first_rows_of_each_scope_branch_are_the_first_rows_of_the_scope(app) ->
             assert len(scope_branches(db.session, Customer, actor)) >= 1
     # own + the 3 departments of the tree (+ those other tests add below 销售中心, + collaborations)
     assert len(scope_branches(db.session, Customer, user("director"))) >= 4
+
+
+def test_disjoint_branches_of_the_scope_count_each_row_once(app) -> None:
+    """Sums per branch add up to the scope's: every row of the scope meets exactly one branch,
+    including a manager's own customer filed under another department."""
+    manager = user("manager1")
+    elsewhere = db.session.scalar(
+        select(Department.id).where(Department.id != manager.department_id).limit(1)
+    )
+    stray = customer_service.save(
+        db.session, Customer(name=unique_name("别处客户"), mobile=unique_mobile()), manager
+    )
+    db.session.execute(update(Customer).where(Customer.id == stray.id).values(department_id=elsewhere))
+    db.session.commit()
+
+    def count(*conditions) -> int:  # noqa: ANN002
+        return db.session.scalar(select(func.count()).select_from(Customer).where(*conditions))
+
+    for name in ("rep_a", "manager1", "director", "boss", "admin", "readonly"):
+        actor = user(name)
+        branches = disjoint_owner_branches(db.session, Customer, actor)
+        assert count(owner_clause(db.session, Customer, actor)) == sum(count(b) for b in branches), name
+        for index, branch in enumerate(branches):
+            for other in branches[index + 1 :]:
+                assert count(branch, other) == 0, name
+    assert count(disjoint_owner_branches(db.session, Customer, manager)[-1]) >= 1  # the stray one

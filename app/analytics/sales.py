@@ -26,11 +26,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import True_
 
-from app.access import department_tree_ids, local_today, owner_clause
+from app.access import department_tree_ids, disjoint_owner_branches, local_today, owner_clause
 from app.analytics import Chart, Filters, register
 from app.analytics.rollups import (
     check_custom,
@@ -341,7 +341,7 @@ def top_customers(session: Session, user: CrmUser, filters: Filters) -> pd.DataF
         custom = custom_condition(session, dict(filters.custom), TopCustomerRollup.custom_key)
         rows = precomputed_top(session, first, last, custom)
     if rows is None:
-        rows = _live_top_customers(session, scope, filters, first, last)
+        rows = _live_top_customers(session, user, filters, first, last)
     names = _names(session, Customer, [r[0] for r in rows])
     records = [
         {"customer_id": cid, "customer": names.get(cid, ""), "orders": int(n), "revenue": _money(amount)}
@@ -351,13 +351,15 @@ def top_customers(session: Session, user: CrmUser, filters: Filters) -> pd.DataF
 
 
 def _live_top_customers(
-    session: Session, scope: ColumnElement[bool], filters: Filters, first: dt.date, last: dt.date
+    session: Session, user: CrmUser, filters: Filters, first: dt.date, last: dt.date
 ) -> list[Any]:
+    """The period's live orders within the data scope summed per customer, the ten largest. The
+    scope's branches (the departments, then the user's own orders elsewhere) are summed apart and
+    added: each along its own index, the department's covering all it reads."""
     conditions = [
         Order.status.in_(LIVE_ORDER),
         Order.ordered_on >= first,
         Order.ordered_on < next_month(last),
-        scope,
     ]
     if filters.owner_id:
         conditions.append(Order.owner_id == filters.owner_id)
@@ -365,7 +367,6 @@ def _live_top_customers(
         conditions.append(
             Order.department_id.in_(sorted(department_tree_ids(session, filters.department_id)))
         )
-    query = select(Order.customer_id, func.count(), func.sum(Order.total_amount))
     if filters.custom:
         # a membership test of each order of the scope (`+ 0`: not an index lookup), read along the
         # owner's or department's order index: driven from the customers with that value, SQLite
@@ -377,11 +378,22 @@ def _live_top_customers(
             *(custom_sql(Customer, fields[name]) == code for name, code in filters.custom.items())
         )
         conditions.append((Order.customer_id + 0).in_(chosen))
-    total = func.sum(Order.total_amount)
-    return session.execute(
-        query.where(*conditions)
+    parts = [
+        select(
+            Order.customer_id.label("customer_id"),
+            func.count().label("n"),
+            func.sum(Order.total_amount).label("amount"),
+        )
+        .where(branch, *conditions)
         .group_by(Order.customer_id)
-        .order_by(total.desc(), Order.customer_id)
+        for branch in disjoint_owner_branches(session, Order, user)
+    ]
+    sums = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("sums")
+    total = func.sum(sums.c.amount)
+    return session.execute(
+        select(sums.c.customer_id, func.sum(sums.c.n), total)
+        .group_by(sums.c.customer_id)
+        .order_by(total.desc(), sums.c.customer_id)
         .limit(TOP)
     ).all()
 
