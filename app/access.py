@@ -326,6 +326,17 @@ def first_in_scope(
     return list(session.scalars(query.order_by(*keys).limit(size).options(*options)).unique())
 
 
+def scope_partition(session: Session, model: type, user: CrmUser | None) -> list[ColumnElement[bool]] | None:
+    """scope_clause as conditions no row meets twice (disjoint_owner_branches), or None when the
+    user's scope has more than its owner part (collaborations, a domain's extension): then only
+    the one clause is exact."""
+    if not issubclass(model, OwnedMixin) or model in SCOPE_EXTENSIONS:
+        return None
+    if _is_active(user) and team_clause(session, model, user, False) is not None:
+        return None
+    return disjoint_owner_branches(session, model, user)
+
+
 #: Owned models users can be added to as collaborators (团队成员): model -> its membership model
 TEAM_MODELS: dict[type, type] = {Customer: CustomerTeamMember}
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.sql.elements import UnaryExpression
 
-from app.access import first_in_scope, scope_clause
+from app.access import first_in_scope, scope_clause, scope_partition
 from app.approvals import waiting_for
 from app.orders import expiring_contracts, payments_due
 from app.pools import due_for_recycle
@@ -49,24 +49,32 @@ def home_summary(session: Session, user: CrmUser, cap: int = 10_000) -> HomeSumm
     `cap` + 1 (the page shows "10000+"): an exact COUNT over a manager's or the admin's
     hundreds of thousands of rows would cost more than the rest of the page."""
     scope = scope_clause(session, Customer, user)
+    # counted per disjoint branch of the scope (the departments, then the user's own elsewhere),
+    # each along its own index: one OR made PostgreSQL visit every counted row (75-90 ms each)
+    branches = scope_partition(session, Customer, user) or [scope]
     month_start = utcnow().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
-    def capped(*conditions: object, model: type = Customer, join: Any = None) -> int:
-        inner = select(model.id).where(*conditions)
-        if join is not None:
-            inner = inner.join(join)
-        inner = inner.limit(cap + 1).subquery()
-        return session.scalar(select(func.count()).select_from(inner)) or 0
+    def capped(*conditions: object, model: type = Customer, join: Any = None, scoped: bool = True) -> int:
+        total = 0
+        for branch in branches if scoped else [true()]:
+            inner = select(model.id).where(branch, *conditions)
+            if join is not None:
+                inner = inner.join(join)
+            inner = inner.limit(cap + 1 - total).subquery()
+            total += session.scalar(select(func.count()).select_from(inner)) or 0
+            if total > cap:
+                break
+        return total
 
     return HomeSummary(
-        my_customers=capped(Customer.owner_id == user.id),
-        visible_customers=capped(scope),
-        new_this_month=capped(scope, Customer.created_at >= month_start),
-        key_customers=capped(scope, Customer.level == "key"),
+        my_customers=capped(Customer.owner_id == user.id, scoped=False),
+        visible_customers=capped(),
+        new_this_month=capped(Customer.created_at >= month_start),
+        key_customers=capped(Customer.level == "key"),
         # a contact is visible with its customer (Contact.__scope_parent__): joined rather than
         # `customer_id IN (the scope's customers)`, so the count stops after `cap` contacts
         # instead of first collecting every visible customer's id
-        contacts=capped(scope, model=Contact, join=Contact.customer),
+        contacts=capped(model=Contact, join=Contact.customer),
         recent=recently_changed(session, user),
         by_level={
             level: count
