@@ -99,8 +99,17 @@ class Order(OwnedMixin, TimestampMixin, CustomFieldsMixin, Model):
 
     __table_args__ = (
         Index("ix_order_customer", "customer_id", "ordered_on"),
-        # targets and dashboards: approved amounts per owner and period
-        Index("ix_order_owner_status_date", "owner_id", "status", "ordered_on"),
+        # targets and dashboards: approved amounts per owner and period; it holds what the top
+        # customers of an owner sum (and the department, to tell a manager's own orders apart)
+        Index(
+            "ix_order_owner_live",
+            "owner_id",
+            "status",
+            "ordered_on",
+            "department_id",
+            "customer_id",
+            "total_amount",
+        ),
         # the sales dashboard's top customers of a department: the index holds what it sums
         Index(
             "ix_order_department_live", "department_id", "status", "ordered_on", "customer_id", "total_amount"
