@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as lazy
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from app import validators
 from app.access import current_actor, scope_clause
@@ -39,9 +40,18 @@ from models.customers import (
     Customer,
     Region,
 )
-from models.orders import LIVE_ORDER, Order
-from models.sales import INTERACTION_KINDS, Interaction, Opportunity, StageChange, Task
+from models.orders import (
+    DOCUMENT_STATUSES,
+    LIVE_ORDER,
+    ORDER_KINDS,
+    ORDER_STATUSES,
+    PAYMENT_METHODS,
+    Order,
+    Payment,
+)
+from models.sales import INTERACTION_KINDS, Interaction, Opportunity, Stage, StageChange, Task
 from models.security import CrmUser
+from models.service import TICKET_STATUSES, Ticket
 
 #: Fields whose value must be unique among customers, with how the message names them
 UNIQUE_CUSTOMER_FIELDS = {"mobile": "手机号", "email": "电子邮箱", "credit_code": "统一社会信用代码"}
@@ -352,104 +362,226 @@ contact_service = service_for(Contact)
 
 
 # --- the customer 360 page: one timeline and the key figures ------------------------------------
+#: the timeline's sources, in the order they sort among items of the same moment (newest first:
+#: the later in this tuple, the earlier on the page)
+TIMELINE_KINDS = ("opportunity", "stage", "task", "interaction", "order", "payment", "ticket")
+#: the screen each source's items open (the page leaves out the sources whose list a role may not open)
+TIMELINE_VIEWS = {
+    "interaction": "InteractionView",
+    "opportunity": "OpportunityView",
+    "stage": "OpportunityView",
+    "task": "TaskView",
+    "order": "OrderView",
+    "payment": "PaymentView",
+    "ticket": "TicketView",
+}
+
+
 @dataclass(frozen=True)
 class TimelineItem:
-    kind: str  # interaction, opportunity, stage, task
+    kind: str  # one of TIMELINE_KINDS
     when: dt.datetime
     title: str
     detail: str
     view: str  # the screen that shows the record
     pk: int
     who: str
+    #: the row's own id in its source (a stage move's, where `pk` is its opportunity's)
+    key: int = 0
+
+    @property
+    def cursor(self) -> str:
+        """Where the next page starts: after this item (see TimelineCursor)."""
+        return TimelineCursor(self.when, TIMELINE_KINDS.index(self.kind), self.key).token()
+
+
+@dataclass(frozen=True)
+class TimelineCursor:
+    """A keyset position in the timeline: (moment, source rank, row id), newest first. All three,
+    because items share moments (an opportunity opens with its first stage move; a day's orders
+    and collections all fall at midnight): paging by the moment alone drops the rest of a tie."""
+
+    when: dt.datetime
+    rank: int = -1  # -1: everything strictly before `when` (a bare timestamp)
+    key: int = 0
+
+    def token(self) -> str:
+        return f"{self.when.isoformat()}~{self.rank}~{self.key}"
+
+    @classmethod
+    def parse(cls, text: str | None) -> TimelineCursor | None:
+        """The `before` parameter of the 360 page; None when absent or not understood."""
+        if not text:
+            return None
+        moment, _sep, rest = text.partition("~")
+        try:
+            when = dt.datetime.fromisoformat(moment)
+            rank, key = (int(part) for part in rest.split("~")) if rest else (-1, 0)
+        except ValueError:
+            return None
+        return cls(when.replace(tzinfo=None), rank, key)
+
+    def before(self, kind: str, moment: Any, key: Any, is_date: bool = False) -> ColumnElement[bool]:
+        """The rows of one source that come after this position: (moment, rank, id) smaller."""
+        rank = TIMELINE_KINDS.index(kind)
+        when: Any = self.when
+        if is_date:  # a date column's item sits at midnight
+            day = self.when.date()
+            if self.when != dt.datetime.combine(day, dt.time.min):
+                return moment <= day  # the cursor falls within the day: the whole day is before it
+            when = day
+        if rank < self.rank:
+            return moment <= when
+        if rank == self.rank:
+            return or_(moment < when, and_(moment == when, key < self.key))
+        return moment < when
+
+
+def _name(user: Any) -> Any:
+    """A user's name as the screens show it (姓 then 名), built in SQL."""
+    return (func.coalesce(user.last_name, "") + func.coalesce(user.first_name, "")).label("who")
+
+
+def timeline_queries(
+    session: Session,
+    customer_id: int,
+    actor: CrmUser | None = None,
+    kinds: Iterable[str] = TIMELINE_KINDS,
+    cursor: TimelineCursor | None = None,
+    size: int = 20,
+) -> dict[str, Select[Any]]:
+    """One page of each source of a customer's timeline, newest first: each reads at most `size`
+    rows along its (customer, moment) index, with the names it shows joined. The caller has
+    checked the customer is visible; orders and their collections also follow the order's own
+    data scope (with an actor), since a collaborator on the customer does not see its money."""
+    who, to_stage, from_stage = aliased(CrmUser), aliased(Stage), aliased(Stage)
+    opportunities = select(Opportunity.id).where(Opportunity.customer_id == customer_id)
+    order_scope = scope_clause(session, Order, actor) if actor is not None else None
+    sources: dict[str, tuple[Select[Any], Any, Any, bool]] = {
+        "interaction": (
+            select(
+                Interaction.id, Interaction.occurred_at.label("moment"), Interaction.kind,
+                Interaction.subject, Interaction.content, _name(who),
+            )
+            .outerjoin(who, who.id == Interaction.owner_id)
+            .where(Interaction.customer_id == customer_id),
+            Interaction.occurred_at, Interaction.id, False,
+        ),
+        "opportunity": (
+            select(
+                Opportunity.id, Opportunity.created_at.label("moment"), Opportunity.name,
+                Opportunity.amount, _name(who),
+            )
+            .outerjoin(who, who.id == Opportunity.owner_id)
+            .where(Opportunity.customer_id == customer_id),
+            Opportunity.created_at, Opportunity.id, False,
+        ),
+        "stage": (
+            select(
+                StageChange.id, StageChange.changed_at.label("moment"), StageChange.opportunity_id,
+                Opportunity.name, to_stage.name.label("to_stage"), from_stage.name.label("from_stage"),
+                _name(who),
+            )
+            .join(Opportunity, Opportunity.id == StageChange.opportunity_id)
+            .outerjoin(to_stage, to_stage.id == StageChange.to_stage_id)
+            .outerjoin(from_stage, from_stage.id == StageChange.from_stage_id)
+            .outerjoin(who, who.id == StageChange.changed_by_id)
+            .where(StageChange.opportunity_id.in_(opportunities)),
+            StageChange.changed_at, StageChange.id, False,
+        ),
+        "task": (
+            select(Task.id, Task.due_at.label("moment"), Task.title, Task.status, _name(who))
+            .outerjoin(who, who.id == Task.owner_id)
+            .where(Task.customer_id == customer_id),
+            Task.due_at, Task.id, False,
+        ),
+        "order": (
+            select(
+                Order.id, Order.ordered_on.label("moment"), Order.number, Order.title, Order.kind,
+                Order.status, Order.total_amount, _name(who),
+            )
+            .outerjoin(who, who.id == Order.owner_id)
+            .where(Order.customer_id == customer_id, *([] if order_scope is None else [order_scope])),
+            Order.ordered_on, Order.id, True,
+        ),
+        "payment": (
+            select(
+                Payment.id, Payment.received_on.label("moment"), Payment.amount, Payment.status,
+                Payment.method, Payment.order_id, Order.number, _name(who),
+            )
+            .join(Order, Order.id == Payment.order_id)
+            .outerjoin(who, who.id == Payment.created_by_id)
+            .where(Order.customer_id == customer_id, *([] if order_scope is None else [order_scope])),
+            Payment.received_on, Payment.id, True,
+        ),
+        "ticket": (
+            select(
+                Ticket.id, Ticket.created_at.label("moment"), Ticket.number, Ticket.subject,
+                Ticket.status, _name(who),
+            )
+            .outerjoin(who, who.id == Ticket.owner_id)
+            .where(Ticket.customer_id == customer_id),
+            Ticket.created_at, Ticket.id, False,
+        ),
+    }  # fmt: skip
+    pages = {}
+    for kind in kinds:
+        query, moment, key, is_date = sources[kind]
+        if cursor is not None:
+            query = query.where(cursor.before(kind, moment, key, is_date))
+        pages[kind] = query.order_by(moment.desc(), key.desc()).limit(size)
+    return pages
+
+
+def _timeline_item(kind: str, row: Any) -> TimelineItem:
+    """A timeline row as the page shows it: its title, detail and the record it opens."""
+    moment = row.moment
+    if not isinstance(moment, dt.datetime):  # a date: the item sits at midnight
+        moment = dt.datetime.combine(moment, dt.time.min)
+    pk = row.id
+    if kind == "interaction":
+        title = INTERACTION_KINDS.label(row.kind) + (f" · {row.subject}" if row.subject else "")
+        detail = row.content[:200]
+    elif kind == "opportunity":
+        title = _("新商机 %(name)s", name=row.name)
+        detail = f"¥{row.amount:,.2f}" if row.amount is not None else ""
+    elif kind == "stage":
+        title = _("商机 %(name)s: %(to)s", name=row.name, to=row.to_stage or "")
+        detail = _("从「%(stage)s」", stage=row.from_stage) if row.from_stage else ""
+        pk = row.opportunity_id
+    elif kind == "task":
+        title, detail = row.title, str(TASK_LABELS.get(row.status, row.status))
+    elif kind == "order":
+        title = f"{ORDER_KINDS.label(row.kind)} {row.number} · {row.title}"
+        detail = f"¥{row.total_amount:,.2f} · {ORDER_STATUSES.label(row.status)}"
+    elif kind == "payment":
+        title = _("回款 ¥%(amount)s", amount=f"{row.amount:,.2f}")
+        detail = f"{row.number} · {PAYMENT_METHODS.label(row.method)} · {DOCUMENT_STATUSES.label(row.status)}"
+    else:
+        title = _("工单 %(number)s · %(subject)s", number=row.number, subject=row.subject)
+        detail = TICKET_STATUSES.label(row.status)
+    return TimelineItem(kind, moment, title, detail, TIMELINE_VIEWS[kind], pk, row.who, row.id)
 
 
 TASK_LABELS = {"open": lazy("待办"), "done": lazy("已完成"), "cancelled": lazy("已取消")}
 
 
 def customer_timeline(
-    session: Session, customer_id: int, before: dt.datetime | None = None, size: int = 20
+    session: Session,
+    customer_id: int,
+    actor: CrmUser | None = None,
+    kinds: Iterable[str] = TIMELINE_KINDS,
+    cursor: TimelineCursor | None = None,
+    size: int = 20,
 ) -> list[TimelineItem]:
-    """Follow-ups, opportunities, their stage moves and tasks of a customer, newest first, one
-    page before `before` (keyset paging: each source reads at most `size` rows by its index)."""
-    def page(query: Any, moment: Any) -> Any:
-        if before is not None:
-            query = query.where(moment < before)
-        return session.execute(query.order_by(moment.desc()).limit(size)).all()
-
-    items: list[TimelineItem] = []
-    for row in page(
-        select(
-            Interaction.id,
-            Interaction.occurred_at,
-            Interaction.kind,
-            Interaction.subject,
-            Interaction.content,
-            CrmUser.first_name,
-            CrmUser.last_name,
-        )
-        .outerjoin(CrmUser, CrmUser.id == Interaction.owner_id)
-        .where(Interaction.customer_id == customer_id),
-        Interaction.occurred_at,
-    ):
-        title = f"{INTERACTION_KINDS.label(row.kind)}" + (f" · {row.subject}" if row.subject else "")
-        who = f"{row.last_name or ''}{row.first_name or ''}"
-        items.append(
-            TimelineItem(
-                "interaction", row.occurred_at, title, row.content[:200], "InteractionView", row.id, who
-            )
-        )
-    opportunities = select(Opportunity.id).where(Opportunity.customer_id == customer_id)
-    for opp in page(
-        select(Opportunity).where(Opportunity.customer_id == customer_id), Opportunity.created_at
-    ):
-        (record,) = opp
-        amount = f"¥{record.amount:,.2f}" if record.amount is not None else ""
-        items.append(
-            TimelineItem(
-                "opportunity",
-                record.created_at,
-                _("新商机 %(name)s", name=record.name),
-                amount,
-                "OpportunityView",
-                record.id,
-                str(record.owner or ""),
-            )
-        )
-    for move in page(
-        select(StageChange).where(StageChange.opportunity_id.in_(opportunities)), StageChange.changed_at
-    ):
-        (change,) = move
-        title = _(
-            "商机 %(name)s: %(to)s",
-            name=change.opportunity.name,
-            to=change.to_stage.name if change.to_stage else "",
-        )
-        detail = _("从「%(stage)s」", stage=change.from_stage.name) if change.from_stage else ""
-        items.append(
-            TimelineItem(
-                "stage",
-                change.changed_at,
-                title,
-                detail,
-                "OpportunityView",
-                change.opportunity_id,
-                str(change.changed_by or ""),
-            )
-        )
-    for row in page(select(Task).where(Task.customer_id == customer_id), Task.due_at):
-        (task,) = row
-        items.append(
-            TimelineItem(
-                "task",
-                task.due_at,
-                task.title,
-                TASK_LABELS.get(task.status, task.status),
-                "TaskView",
-                task.id,
-                str(task.owner or ""),
-            )
-        )
-    items.sort(key=lambda item: item.when, reverse=True)
+    """Everything that happened with a customer, newest first, one page after `cursor`: the
+    first `size` of each source's page, merged (see timeline_queries)."""
+    items = [
+        _timeline_item(kind, row)
+        for kind, query in timeline_queries(session, customer_id, actor, kinds, cursor, size).items()
+        for row in session.execute(query)
+    ]
+    items.sort(key=lambda item: (item.when, TIMELINE_KINDS.index(item.kind), item.key), reverse=True)
     return items[:size]
 
 
@@ -462,36 +594,43 @@ class CustomerFigures:
     open_amount: Any
     open_count: int
     follow_ups: int
-    #: live orders (approved, executing, completed): count, total and what has been collected
+    #: live orders (approved, executing, completed): count, total (the customer's lifetime
+    #: value), the last order's date and what has been collected
     order_count: int = 0
     order_amount: Any = 0
     paid_amount: Any = 0
+    last_order_on: dt.date | None = None
+
+    @property
+    def average_order(self) -> Any:
+        """平均订单金额: the lifetime value over the live orders."""
+        return self.order_amount / self.order_count if self.order_count else 0
+
+
+def figures_queries(customer_id: int) -> tuple[Select[Any], Select[Any], Select[Any]]:
+    """customer_figures' three statements: opportunities by status, follow-ups, live orders."""
+    opportunities = (
+        select(Opportunity.status, func.count(), func.sum(Opportunity.amount))
+        .add_columns(func.max(Opportunity.closed_at))
+        .where(Opportunity.customer_id == customer_id)
+        .group_by(Opportunity.status)
+    )
+    follow_ups = select(func.count()).where(Interaction.customer_id == customer_id)
+    orders = select(
+        func.count(), func.sum(Order.total_amount), func.sum(Order.paid_amount), func.max(Order.ordered_on)
+    ).where(Order.customer_id == customer_id, Order.status.in_(LIVE_ORDER))
+    return opportunities, follow_ups, orders
 
 
 def customer_figures(session: Session, customer_id: int) -> CustomerFigures:
-    """Key figures of a customer: won deals, open pipeline, follow-ups, and its live orders with
-    what has been collected."""
-    rows = {
-        status: (count, total, last)
-        for status, count, total, last in session.execute(
-            select(
-                Opportunity.status,
-                func.count(),
-                func.sum(Opportunity.amount),
-                func.max(Opportunity.closed_at),
-            )
-            .where(Opportunity.customer_id == customer_id)
-            .group_by(Opportunity.status)
-        )
-    }
+    """Key figures of a customer: its live orders (lifetime value, count, average, last purchase)
+    with what has been collected, won deals, open pipeline and follow-ups."""
+    opportunities, follow_ups_query, orders = figures_queries(customer_id)
+    rows = {status: (count, total, last) for status, count, total, last in session.execute(opportunities)}
     won_count, won_amount, last_won = rows.get("won", (0, None, None))
     open_count, open_amount, _last = rows.get("open", (0, None, None))
-    follow_ups = session.scalar(select(func.count()).where(Interaction.customer_id == customer_id)) or 0
-    order_count, order_amount, paid_amount = session.execute(
-        select(func.count(), func.sum(Order.total_amount), func.sum(Order.paid_amount)).where(
-            Order.customer_id == customer_id, Order.status.in_(LIVE_ORDER)
-        )
-    ).one()
+    follow_ups = session.scalar(follow_ups_query) or 0
+    order_count, order_amount, paid_amount, last_order_on = session.execute(orders).one()
     return CustomerFigures(
         won_amount=won_amount or 0,
         won_count=won_count,
@@ -503,4 +642,5 @@ def customer_figures(session: Session, customer_id: int) -> CustomerFigures:
         order_count=order_count,
         order_amount=order_amount or 0,
         paid_amount=paid_amount or 0,
+        last_order_on=last_order_on,
     )

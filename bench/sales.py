@@ -38,6 +38,13 @@ from sqlalchemy.sql.elements import UnaryExpression
 from app import home
 from app.access import department_tree_ids, entity_name, scope_clause, subordinate_ids, user_scope
 from app.approvals import waiting_for
+from app.customers import (
+    TIMELINE_KINDS,
+    TimelineCursor,
+    customer_timeline,
+    figures_queries,
+    timeline_queries,
+)
 from app.demo import COMPANY_WORDS, FOLLOW_UPS, LOST_REASONS, PIPELINES, PRODUCTS, _mobile, _person
 from app.extensions import db
 from app.home import local_day_bounds
@@ -601,15 +608,12 @@ def table_counts(session: Session) -> dict[str, int]:
 
 
 def timeline_items(session: Session, customer_id: int) -> int:
-    """What customer_timeline() reads for the customer: follow-ups, opportunities, moves, tasks."""
-    opportunities = select(Opportunity.id).where(Opportunity.customer_id == customer_id)
-    counts = [
-        select(func.count()).where(Interaction.customer_id == customer_id),
-        select(func.count()).where(Opportunity.customer_id == customer_id),
-        select(func.count()).where(StageChange.opportunity_id.in_(opportunities)),
-        select(func.count()).where(Task.customer_id == customer_id),
-    ]
-    return sum(session.scalar(count) or 0 for count in counts)
+    """How many items customer_timeline() has for the customer, every source counted."""
+    pages = timeline_queries(session, customer_id).values()
+    return sum(
+        session.scalar(select(func.count()).select_from(page.limit(None).order_by(None).subquery())) or 0
+        for page in pages
+    )
 
 
 def prepare(app: Flask, seed: int) -> dict[str, Any]:
@@ -1038,73 +1042,18 @@ def money_lists(
     ]
 
 
-def timeline_sql(customer_id: int, before: dt.datetime | None) -> list[Select[Any]]:
-    """app.customers.customer_timeline's four pages (20 rows each, newest first, before the
-    keyset), with the names it shows joined instead of loaded row by row."""
-
-    def page(query: Select[Any], moment: Any) -> Select[Any]:
-        if before is not None:
-            query = query.where(moment < before)
-        return query.order_by(moment.desc()).limit(PAGE_SIZE)
-
-    who, to_stage, from_stage = aliased(CrmUser), aliased(Stage), aliased(Stage)
-    opportunities = select(Opportunity.id).where(Opportunity.customer_id == customer_id)
-    return [
-        page(
-            select(
-                Interaction.id,
-                Interaction.occurred_at,
-                Interaction.kind,
-                Interaction.subject,
-                Interaction.content,
-                *names(who),
-            )
-            .outerjoin(who, who.id == Interaction.owner_id)
-            .where(Interaction.customer_id == customer_id),
-            Interaction.occurred_at,
-        ),
-        page(
-            select(Opportunity.id, Opportunity.created_at, Opportunity.name, Opportunity.amount, *names(who))
-            .outerjoin(who, who.id == Opportunity.owner_id)
-            .where(Opportunity.customer_id == customer_id),
-            Opportunity.created_at,
-        ),
-        page(
-            select(
-                StageChange.id,
-                StageChange.changed_at,
-                StageChange.opportunity_id,
-                Opportunity.name,
-                to_stage.name,
-                from_stage.name,
-                *names(who),
-            )
-            .join(Opportunity, Opportunity.id == StageChange.opportunity_id)
-            .outerjoin(to_stage, to_stage.id == StageChange.to_stage_id)
-            .outerjoin(from_stage, from_stage.id == StageChange.from_stage_id)
-            .outerjoin(who, who.id == StageChange.changed_by_id)
-            .where(StageChange.opportunity_id.in_(opportunities)),
-            StageChange.changed_at,
-        ),
-        page(
-            select(Task.id, Task.due_at, Task.title, Task.status, *names(who))
-            .outerjoin(who, who.id == Task.owner_id)
-            .where(Task.customer_id == customer_id),
-            Task.due_at,
-        ),
-    ]
+def timeline_sql(
+    session: Session, ctx: Context, customer_id: int, before: dt.datetime | None
+) -> list[Select[Any]]:
+    """app.customers.customer_timeline's pages (20 rows of each source, newest first, after the
+    keyset): the app's own statements, which already join the names they show."""
+    cursor = TimelineCursor(before) if before is not None else None
+    return list(timeline_queries(session, customer_id, ctx.user, TIMELINE_KINDS, cursor, PAGE_SIZE).values())
 
 
 def figures_sql(customer_id: int) -> list[Select[Any]]:
-    """app.customers.customer_figures: won/open figures in one GROUP BY, and the follow-ups."""
-    return [
-        select(
-            Opportunity.status, func.count(), func.sum(Opportunity.amount), func.max(Opportunity.closed_at)
-        )
-        .where(Opportunity.customer_id == customer_id)
-        .group_by(Opportunity.status),
-        select(func.count()).where(Interaction.customer_id == customer_id),
-    ]
+    """app.customers.customer_figures' statements (won/open opportunities, follow-ups, orders)."""
+    return list(figures_queries(customer_id))
 
 
 def related_lists_sql(ctx: Context, customer_id: int) -> list[Select[Any]]:
@@ -1177,11 +1126,13 @@ def related_lists_sql(ctx: Context, customer_id: int) -> list[Select[Any]]:
     return statements
 
 
-def customer_360_sql(ctx: Context, customer_id: int, before: dt.datetime | None) -> list[Step]:
+def customer_360_sql(
+    session: Session, ctx: Context, customer_id: int, before: dt.datetime | None
+) -> list[Step]:
     return [
         *customer_record_statements(ctx.scopes[Customer], customer_id),
         *figures_sql(customer_id),
-        *timeline_sql(customer_id, before),
+        *timeline_sql(session, ctx, customer_id, before),
         *related_lists_sql(ctx, customer_id),
     ]
 
@@ -1263,19 +1214,19 @@ OPERATIONS = [
         "sales customer 360 (5,000 items)",
         ALL,
         lambda p: ("GET", f"/customerview/show/{p.big_customer}", None),
-        lambda session, ctx, p: customer_360_sql(ctx, p.big_customer, None),
+        lambda session, ctx, p: customer_360_sql(session, ctx, p.big_customer, None),
     ),
     SalesOperation(
         "sales 360 timeline next page",
         ALL,
         lambda p: ("GET", f"/customerview/show/{p.big_customer}?before={p.before.isoformat()}", None),
-        lambda session, ctx, p: customer_360_sql(ctx, p.big_customer, p.before),
+        lambda session, ctx, p: customer_360_sql(session, ctx, p.big_customer, p.before),
     ),
     SalesOperation(
         "sales customer 360 (typical)",
         ALL,
         lambda p: ("GET", f"/customerview/show/{p.customer_id}", None),
-        lambda session, ctx, p: customer_360_sql(ctx, p.customer_id, None),
+        lambda session, ctx, p: customer_360_sql(session, ctx, p.customer_id, None),
     ),
 ]
 
@@ -1395,15 +1346,14 @@ TIMELINE_ITEM = re.compile(
 )
 
 
-def raw_timeline(session: Session, customer_id: int, before: dt.datetime | None) -> list[tuple[str, int]]:
-    """The (kind, record id) of the timeline page the raw SQL gives, merged as the app merges."""
-    kinds = ["interaction", "opportunity", "stage", "task"]
-    items = []
-    for kind, statement in zip(kinds, timeline_sql(customer_id, before), strict=True):
-        for row in session.execute(statement):
-            items.append((row[1], kind, row.opportunity_id if kind == "stage" else row.id))
-    items.sort(key=lambda item: item[0], reverse=True)
-    return [(kind, pk) for _when, kind, pk in items[:PAGE_SIZE]]
+def raw_timeline(
+    session: Session, ctx: Context, customer_id: int, before: dt.datetime | None
+) -> list[tuple[str, int]]:
+    """The (kind, record id) of the timeline page the statements give (app.customers merges them
+    as the page does): what the rendered page must list, less the view's own work."""
+    cursor = TimelineCursor(before) if before is not None else None
+    items = customer_timeline(session, customer_id, ctx.user, TIMELINE_KINDS, cursor, PAGE_SIZE)
+    return [(item.kind, item.pk) for item in items]
 
 
 def verify(app: Flask, actors: list[SalesActor], index: int) -> list[dict[str, Any]]:
@@ -1427,7 +1377,7 @@ def verify(app: Flask, actors: list[SalesActor], index: int) -> list[dict[str, A
                     figures.get((stage.id, column_status(stage)), 0) for stage in session.scalars(stages)
                 ]
                 cards = [row.id for row in session.execute(board_column_sql(session, ctx, probe)[1])]
-                timeline = raw_timeline(session, probe.big_customer, probe.before)
+                timeline = raw_timeline(session, ctx, probe.big_customer, probe.before)
             finally:
                 db.session.remove()
         compared = [

@@ -9,12 +9,16 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from app.customers import customer_figures, customer_timeline
+from app.customers import TimelineCursor, customer_figures, customer_timeline
 from app.extensions import db
+from app.orders import local_today
 from app.sales import move_opportunities
+from app.service import create_ticket
 from models.customers import Contact, Customer
 from models.sales import Lead, Opportunity, Pipeline, Stage, StageChange, Task
 from tests.conftest import unique_mobile, unique_name, user
+from tests.test_orders import call
+from tests.test_payments import payment
 
 
 @pytest.fixture(scope="module")
@@ -335,14 +339,23 @@ def test_data_scope_on_every_sales_entity(api_as, pipeline, resource: str) -> No
 
 
 # --- the customer 360 page ----------------------------------------------------------------------
+def all_pages(customer: int, actor: Any = None, **kwargs: Any) -> list[Any]:
+    """Every page of a customer's timeline, each after the last item of the one before."""
+    items: list[Any] = []
+    cursor = None
+    while True:
+        page = customer_timeline(db.session, customer, actor, cursor=cursor, **kwargs)
+        items += page
+        if len(page) < 20:
+            return items
+        cursor = TimelineCursor.parse(page[-1].cursor)
+
+
 def test_customer_360_timeline_and_figures(api_as, login_as, pipeline) -> None:
     customer = new_customer(api_as)
-    for day in range(1, 26):  # 25 follow-ups, one a day
-        body = {
-            "customer": customer,
-            "content": f"第{day}次跟进",
-            "occurred_at": f"2026-10-{day:02d} 09:00:00",
-        }
+    moments = [f"2026-10-{day:02d} 09:00:00" for day in range(1, 20)] + ["2026-10-20 09:00:00"] * 6
+    for number, moment in enumerate(moments, start=1):  # 25 follow-ups, the last six at one moment
+        body = {"customer": customer, "content": f"第{number}次跟进", "occurred_at": moment}
         assert post(api_as, "rep_a", "interaction", body).status_code == 201
     won = post(
         api_as,
@@ -361,9 +374,14 @@ def test_customer_360_timeline_and_figures(api_as, login_as, pipeline) -> None:
     assert len(first) == 20
     assert [item.when for item in first] == sorted((item.when for item in first), reverse=True)
     assert {item.kind for item in first} >= {"interaction", "opportunity", "stage"}
-    rest = customer_timeline(db.session, customer, before=first[-1].when)
-    contents = [item.detail for item in first + rest if item.kind == "interaction"]
-    assert contents == [f"第{day}次跟进" for day in range(25, 0, -1)]  # all 25, newest first, no repeats
+    # the six follow-ups of one moment straddle no page boundary badly: every item exactly once
+    everything = all_pages(customer)
+    keys = [(item.kind, item.key) for item in everything]
+    assert len(keys) == len(set(keys)) == 25 + 2  # the follow-ups, the opportunity and its stage move
+    contents = [item.detail for item in everything if item.kind == "interaction"]
+    assert sorted(contents) == sorted(f"第{number}次跟进" for number in range(1, 26))
+    assert contents[-19:] == [f"第{number}次跟进" for number in range(19, 0, -1)]  # newest first
+    # orders, collections and tickets join the timeline and the figures
     client, headers = api_as("rep_a")
     lines = [{"description": "液碱 32%", "quantity": 10, "unit_price": 1200}]
     bodies = ({"title": title, "customer": customer, "lines": lines} for title in ("首单", "草稿"))
@@ -371,14 +389,33 @@ def test_customer_360_timeline_and_figures(api_as, login_as, pipeline) -> None:
     assert order.status_code == 201, order.json
     submitted = client.post(f"/api/v1/order/{order.json['id']}/submit", headers=headers)
     assert submitted.json["result"]["status"] == "approved"  # no approval flow in this test
+    paid = payment(api_as, order.json["id"], 2000)
+    assert paid.status_code == 201, paid.json
+    assert call(api_as, "finance", "POST", f"/api/v1/payment/{paid.json['id']}/submit").status_code == 200
+    complaint = create_ticket(db.session, actor=user("rep_a"), subject="液碱包装破损", description="到货时桶有裂纹",
+                              channel="staff", customer_id=customer)  # fmt: skip
+    db.session.commit()
     figures = customer_figures(db.session, customer)
     assert (figures.won_count, figures.won_amount, figures.follow_ups) == (1, 880000, 25)
-    assert (figures.order_count, figures.order_amount, figures.paid_amount) == (1, 12000, 0)  # not the draft
+    assert (figures.order_count, figures.order_amount, figures.paid_amount) == (1, 12000, 2000)  # not the draft
+    assert (figures.average_order, figures.last_order_on) == (12000, local_today())
+    newest = {item.kind: item for item in customer_timeline(db.session, customer)}
+    assert {"order", "payment", "ticket"} <= set(newest)
+    assert newest["ticket"].pk == complaint.id and "液碱包装破损" in newest["ticket"].title
+    assert "¥12,000.00" in newest["order"].detail and "¥2,000.00" in newest["payment"].title
+    assert len(all_pages(customer)) == 27 + 2 + 1 + 1  # both orders, the collection, the ticket
     page = login_as("rep_a").get(f"/customerview/show/{customer}").get_data(as_text=True)
     assert "¥880,000.00" in page and "第25次跟进" in page and "第1次跟进" not in page
+    assert "液碱包装破损" in page and "¥2,000.00" in page and "¥12,000.00" in page
     older = login_as("rep_a").get(f"/customerview/show/{customer}?before={first[-1].when.isoformat()}")
     assert "第1次跟进" in older.get_data(as_text=True)
     assert login_as("rep_c").get(f"/customerview/show/{customer}").status_code == 404
+    # a role that may list orders but not collections or tickets (Read Only, in rep_a's department)
+    # sees the order on the timeline, not the money received nor the ticket
+    audit_page = login_as("readonly").get(f"/customerview/show/{customer}")
+    assert audit_page.status_code == 200
+    text = audit_page.get_data(as_text=True)
+    assert "首单" in text and "¥2,000.00" not in text and "液碱包装破损" not in text
 
 
 def test_an_opportunity_stays_workable_after_its_customer_returns_to_the_pool(api_as, pipeline) -> None:

@@ -388,6 +388,44 @@ def searchable_filters(filters: Any, policy: FieldPolicy) -> Any:
     return kept
 
 
+class PermittedTabsMixin:
+    """A show page's related tabs: only those the user's role may list (an order's collections
+    are not for every role; a customer's tickets are for sales and service). Its `show` passes
+    `visible_related_views()` to the template, so headers and lists stay paired."""
+
+    def visible_related_views(self) -> list[Any]:
+        """The related views whose list the user's role may open."""
+        return [
+            view
+            for view in self._related_views
+            if self.appbuilder.sm.has_access("can_list", view.class_permission_name)
+        ]
+
+    def _get_related_views_widgets(
+        self,
+        item: Any,
+        orders: Any = None,
+        pages: Any = None,
+        page_sizes: Any = None,
+        widgets: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """FAB's related lists, for the visible tabs only (no shared state changed per request)."""
+        orders, pages, page_sizes = orders or {}, pages or {}, page_sizes or {}
+        widgets = widgets or {}
+        widgets["related_views"] = [
+            self._get_related_view_widget(
+                item,
+                view,
+                *orders.get(view.__class__.__name__, ("", "")),
+                page=pages.get(view.__class__.__name__),
+                page_size=page_sizes.get(view.__class__.__name__),
+            )
+            for view in self.visible_related_views()
+        ]
+        return widgets
+
+
 class CrmModelView(HistoryMixin, ModelView):  # HistoryMixin adds the History tab
     """Base screen for every KeGuan entity."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from typing import Any
 
 from flask import request
@@ -18,16 +17,25 @@ from wtforms import BooleanField
 
 from app.access import current_actor  # field permissions
 from app.crypto import EncryptedString, blind_index
-from app.customers import DUPLICATE_FIELDS, customer_figures, customer_timeline, find_duplicates
+from app.customers import (
+    DUPLICATE_FIELDS,
+    TIMELINE_KINDS,
+    TIMELINE_VIEWS,
+    TimelineCursor,
+    customer_figures,
+    customer_timeline,
+    find_duplicates,
+)
 from app.errors import DomainError  # 查重
 from app.extensions import db
 from app.permissions import field_policy  # field permissions
 from models.customers import Contact, Customer, CustomerGroup, Industry, Region, Tag
 from models.orders import Order  # field permissions
-from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView
+from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView, PermittedTabsMixin
 from views.orders import OrderView
 from views.pools import CustomerPoolActions, CustomerPoolApiActions, CustomerTeamMemberView
 from views.sales import InteractionView, OpportunityView, TaskView
+from views.service import TicketView
 from views.widgets import customer_select
 
 CUSTOMER_LABELS = {
@@ -208,7 +216,7 @@ class CustomerInterface(CrmInterface):
     filter_converter_class = EncryptedFilterConverter
 
 
-class CustomerView(CustomerPoolActions, CrmModelView):
+class CustomerView(CustomerPoolActions, PermittedTabsMixin, CrmModelView):
     datamodel = CustomerInterface(Customer)  # encryption at rest: blind-index filters
     list_title = _("客户")
     show_title = _("客户详情")
@@ -250,7 +258,7 @@ class CustomerView(CustomerPoolActions, CrmModelView):
     edit_form_query_rel_fields = REGION_LEVEL_FILTERS
     search_form_query_rel_fields = {"owner": [["id", AssignableUserFilter, None]]}
     related_views = [
-        ContactView, OpportunityView, OrderView, InteractionView, TaskView, CustomerTeamMemberView
+        ContactView, OpportunityView, OrderView, InteractionView, TaskView, TicketView, CustomerTeamMemberView
     ]  # fmt: skip
     show_template = "crm/customer_show.html"
 
@@ -259,21 +267,26 @@ class CustomerView(CustomerPoolActions, CrmModelView):
     def show(self, pk: Any) -> Any:
         """The customer 360 page: key figures, the record, and one timeline (paged by time)."""
         widgets = self._show(pk)  # 404 outside the user's data scope
-        before = request.args.get("before")
-        try:
-            moment = dt.datetime.fromisoformat(before) if before else None
-        except ValueError:
-            moment = None
+        cursor = TimelineCursor.parse(request.args.get("before"))
         return self.render_template(
             self.show_template,
             pk=pk,
             title=self.show_title,
             widgets=widgets,
-            related_views=self._related_views,
+            related_views=self.visible_related_views(),
             customer=self.datamodel.get(pk),
             figures=self._figures(int(pk)),
-            timeline=customer_timeline(db.session, int(pk), moment),
+            timeline=customer_timeline(db.session, int(pk), current_actor(), self._timeline_kinds(), cursor),
         )
+
+    def _timeline_kinds(self) -> list[str]:
+        """The timeline's sources whose screen the user's role may list (a Sales Rep reads the
+        collections of their own orders, a Support Agent sees no orders at all)."""
+        return [
+            kind
+            for kind in TIMELINE_KINDS
+            if self.appbuilder.sm.has_access("can_list", TIMELINE_VIEWS[kind])
+        ]
 
     # --- field permissions and 查重 ---
     @staticmethod

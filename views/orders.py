@@ -29,7 +29,14 @@ from app.orders import (
     submit_order,
 )
 from models.orders import Invoice, Order, OrderLine, Payment, PaymentPlan
-from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView, run_and_redirect
+from views.base import (
+    AssignableUserFilter,
+    CrmInterface,
+    CrmModelApi,
+    CrmModelView,
+    PermittedTabsMixin,
+    run_and_redirect,
+)
 from views.widgets import customer_select
 
 LABELS = {
@@ -227,7 +234,7 @@ ORDER_FIGURES = [
 ]
 
 
-class OrderView(CrmModelView):
+class OrderView(PermittedTabsMixin, CrmModelView):
     datamodel = CrmInterface(Order)
     list_title = _("订单合同")
     label_columns = LABELS
@@ -254,38 +261,6 @@ class OrderView(CrmModelView):
     related_views = [OrderLineView, PaymentPlanView, PaymentView, InvoiceView]
     show_template = "crm/order_show.html"
     export_exclude = ("lines", "plans")
-
-    def visible_related_views(self) -> list[Any]:
-        """Only the tabs the user's role may list (payments are not for every role)."""
-        return [
-            view
-            for view in self._related_views
-            if self.appbuilder.sm.has_access("can_list", view.class_permission_name)
-        ]
-
-    def _get_related_views_widgets(
-        self,
-        item: Any,
-        orders: Any = None,
-        pages: Any = None,
-        page_sizes: Any = None,
-        widgets: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        """FAB's related lists, for the visible tabs only (no shared state changed per request)."""
-        orders, pages, page_sizes = orders or {}, pages or {}, page_sizes or {}
-        widgets = widgets or {}
-        widgets["related_views"] = [
-            self._get_related_view_widget(
-                item,
-                view,
-                *orders.get(view.__class__.__name__, ("", "")),
-                page=pages.get(view.__class__.__name__),
-                page_size=page_sizes.get(view.__class__.__name__),
-            )
-            for view in self.visible_related_views()
-        ]
-        return widgets
 
     @expose("/show/<pk>", methods=["GET"])
     @has_access
