@@ -225,7 +225,9 @@ def test_quick_ranges() -> None:
 
 
 def test_a_select_custom_field_is_a_filter_and_a_dimension(login_as, api_as, clean_custom_fields) -> None:
-    field = define(api_as, field_type="select", label_zh="客户等级测试", choices=["金牌", "银牌"])
+    field = define(
+        api_as, field_type="select", label_zh="客户等级测试", choices=["金牌", "银牌"], indexed=True
+    )
     other = define(api_as, field_type="text", label_zh="备注测试")
     client = login_as("rep_a")
     page = client.get("/dashboards/sales").get_data(as_text=True)
@@ -242,6 +244,47 @@ def test_a_select_custom_field_is_a_filter_and_a_dimension(login_as, api_as, cle
     assert "不是字段「客户等级测试」的选项" in refused.json["message"][f"cf_{field['api_name']}"][0]
     refused = client.get(f"/dashboards/sales/data/revenue.json?cf_{other['api_name']}=x")
     assert refused.status_code == 400
+
+
+def test_a_select_field_not_indexed_is_not_offered_and_refused_with_the_way_out(
+    login_as, api_as, clean_custom_fields
+) -> None:
+    """The one rule (rollups.dashboard_field) decides both the filter bar and the check: a select
+    field that is not indexed is named in the help with what to do, and a crafted request with it
+    is a 400 that says so, before any chart runs."""
+    plain = define(api_as, field_type="select", label_zh="未索引等级", choices=["甲", "乙"])
+    client = login_as("rep_a")
+    page = client.get("/dashboards/sales").get_data(as_text=True)
+    assert f'name="cf_{plain["api_name"]}"' not in page
+    assert f'value="{plain["api_name"]}"' not in page.split('id="crm-dimension"')[1].split("</select>")[0]
+    help_text = page.split('id="crm-dimension-help"')[1].split("</p>")[0]
+    assert "未索引等级" in help_text and "建索引" in help_text and "客户" in help_text
+    for query, key in (
+        (f"cf_{plain['api_name']}=甲", f"cf_{plain['api_name']}"),
+        (f"dimension={plain['api_name']}", "dimension"),
+    ):
+        refused = client.get(f"/dashboards/sales/data/revenue.json?{query}")
+        assert refused.status_code == 400
+        (message,) = refused.json["message"][key]
+        assert "未索引等级" in message and "勾选「建索引」" in message
+        assert client.get(f"/dashboards/sales?{query}").status_code == 400
+    assert calls == []
+
+
+def test_locality_is_a_filter_and_a_dimension_of_the_sales_and_customers_dashboards(login_as) -> None:
+    client = login_as("rep_a")
+    page = client.get("/dashboards/sales").get_data(as_text=True)
+    assert 'name="cf_locality"' in page and "本地客户" in page and 'value="locality"' in page
+    response = client.get("/dashboards/sales/data/revenue.json?cf_locality=remote&dimension=locality")
+    assert response.status_code == 200, response.json
+    filters = calls[-1][1]
+    assert filters.custom == {"locality": "remote"} and filters.dimension == "locality"
+    refused = client.get("/dashboards/sales/data/revenue.json?cf_locality=abroad")
+    assert refused.status_code == 400
+    # the service dashboard's live ticket queries do not key it: not offered there
+    service = login_as("manager1")
+    assert 'name="cf_locality"' not in service.get("/dashboards/service").get_data(as_text=True)
+    assert service.get("/dashboards/service?cf_locality=local").status_code == 400
 
 
 # --- each chart's data --------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ class DashboardView(BaseView):
         return chart
 
     def _filters(self) -> analytics.Filters:
-        return parse_filters(db.session, current_actor(), request.args)
+        return parse_filters(db.session, current_actor(), request.args, dashboard=self.dashboard)
 
     def _may(self, permission: str) -> bool:
         return bool(current_app.appbuilder.sm.has_access(f"can_{permission}", type(self).__name__))
@@ -158,7 +158,7 @@ class DashboardView(BaseView):
     @permission_name("show")
     def show(self) -> Any:
         session, actor = db.session, current_actor()
-        choices = filter_choices(session, actor)
+        choices = filter_choices(session, actor, self.dashboard)
         errors: dict[str, list[str]] = {}
         status = 200
         try:
@@ -301,7 +301,7 @@ class DashboardView(BaseView):
             title=self.title,
             sections=sections,
             filters=filters,
-            choices=filter_choices(session, actor),
+            choices=filter_choices(session, actor, self.dashboard),
             locale=language(),
             plotly_url=url_for("dashboard_plotly_js", version=PLOTLY_VERSION),
             back_url=url_for(f"{type(self).__name__}.show") + (f"?{self._query()}" if self._query() else ""),

@@ -15,10 +15,10 @@ What it cannot serve, or not fast enough, is kept here:
 - `crm_rollup_potential_customer`: the "potential customers" (trends.py) with what they share
   with the best customers of their industry; bounded by the rule that selects them.
 
-`custom_key` is the shared rollup's key of the customer's indexed select custom fields
-("|api=code|...|", rollups.custom_key_sql), so a filter or dimension by such a field means the same
-here as on every other chart. Data scope is applied when reading, on the owner and department
-columns, through app.access.owner_clause (scope_rows).
+`custom_key` is the shared rollup's key of the customer's indexed select custom fields and its
+locality ("|api=code|...|locality=local|", rollups.custom_key_sql), so a filter or dimension by
+such a field means the same here as on every other chart. Data scope is applied when reading, on
+the owner and department columns, through app.access.owner_clause (scope_rows).
 
 Freshness: the worker's `rollups` job (every 10 minutes; rollups.refresh_rollups calls
 refresh_customer_rollups) rebuilds the company sums from crm_rollup on every run, so they are as
@@ -276,7 +276,7 @@ def _dim_rows(session: Session, today: dt.date) -> list[dict[str, Any]]:
     """Customers now per dimension value, owner, department and custom key: one GROUP BY each."""
     fields = rollups.keyed_fields(session)
     key = rollups.custom_key_sql(fields)
-    keyed = [key] if fields else []  # without keyed fields it is a constant: PostgreSQL refuses it there
+    keyed = [key]  # never a constant (locality is always in it): PostgreSQL would refuse one here
     queries = []
     for column in _dim_columns().values():
         grouped = [as_text(column), Customer.owner_id, Customer.department_id]

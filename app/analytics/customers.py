@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -30,7 +29,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from app.access import department_tree_ids, local_today, request_cache
-from app.analytics import Chart, Filters, register, rollups
+from app.analytics import Chart, Filters, links, register, rollups
 from app.analytics.customer_rollups import (
     RFM_SEGMENTS,
     CompanyRollup,
@@ -48,9 +47,6 @@ from models.customers import (
 )
 from models.security import CrmUser
 
-CUSTOMER_LIST = "/customerview/list/"
-#: FAB's filter index per column type on the customer list: relation "equal" is 0, string "equal" 3
-RELATION_EQUAL, STRING_EQUAL = 0, 3
 #: the region charts show this many bars (the largest); the rest are summed as 其他
 REGION_BARS = 30
 #: months a period chart shows when no date range is chosen (ending with this month)
@@ -144,9 +140,12 @@ def industry_names(session: Session) -> dict[str, str]:
     return {str(i): name for i, name in session.execute(select(Industry.id, Industry.name))}
 
 
-def customer_list(**params: Any) -> str:
-    """The customer list filtered as FAB reads its URL (e.g. _flt_0_industry=3)."""
-    return f"{CUSTOMER_LIST}?{urlencode(params)}"
+def customer_list(column: str, value: Any, text: bool = False) -> str | None:
+    """The customer list filtered on one column (links.equal), None without a value. The list
+    has no filter by city, district or RFM segment: those charts keep no link."""
+    if value is None or value == "" or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return links.list_link("customerview", links.equal(column, value, text))
 
 
 def dim_conditions(session: Session, user: CrmUser, filters: Filters) -> list[ColumnElement[bool]]:
@@ -208,7 +207,7 @@ def new_customers_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
 
 
 def source_link(row: dict[str, Any], filters: Filters) -> str | None:
-    return customer_list(**{f"_flt_{STRING_EQUAL}_source": row["source"]}) if row.get("source") else None
+    return customer_list("source", row.get("source"), text=True)
 
 
 # --- 2. distribution by industry, region, level ---------------------------------------------------
@@ -226,9 +225,7 @@ def industry_data(session: Session, user: CrmUser, filters: Filters) -> pd.DataF
 
 def industry_link(row: dict[str, Any], filters: Filters) -> str | None:
     industry = row.get("industry_id")
-    if industry is None or pd.isna(industry):
-        return None
-    return customer_list(**{f"_flt_{RELATION_EQUAL}_industry": int(industry)})
+    return customer_list("industry", None if industry is None or pd.isna(industry) else int(industry))
 
 
 def bar_figure(x: str, y: str, x_title: Any, y_title: Any, horizontal: bool = False) -> Any:
@@ -295,7 +292,7 @@ def level_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
 
 
 def level_link(row: dict[str, Any], filters: Filters) -> str | None:
-    return customer_list(**{f"_flt_{STRING_EQUAL}_level": row["level"]}) if row.get("level") else None
+    return customer_list("level", row.get("level"), text=True)
 
 
 # --- 3. purchase-frequency classes and their share of revenue ------------------------------------
@@ -345,8 +342,7 @@ def frequency_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
 
 
 def frequency_link(row: dict[str, Any], filters: Filters) -> str | None:
-    code = row.get("frequency")
-    return customer_list(**{f"_flt_{STRING_EQUAL}_purchase_frequency": code}) if code else None
+    return customer_list("purchase_frequency", row.get("frequency"), text=True)
 
 
 # --- 4. RFM segments ------------------------------------------------------------------------------
@@ -418,9 +414,10 @@ def industry_value_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
 
 # --- 6. by a custom field chosen as dimension -----------------------------------------------------
 def dimension_data(session: Session, user: CrmUser, filters: Filters) -> pd.DataFrame:
-    """Customers now per choice of the indexed select field chosen as dimension (empty without
-    one), within the other filters (a custom filter on the same field leaves its one choice)."""
-    columns = ["value", "customers"]
+    """Customers now per choice of the indexed select field (or locality) chosen as dimension
+    (empty without one), within the other filters (a custom filter on the same field leaves its
+    one choice). `code` is the stored choice, `value` as shown."""
+    columns = ["code", "value", "customers"]
     if not filters.dimension:
         return _frame([], columns)
     rollups.check_custom(session, [filters.dimension])
@@ -435,10 +432,21 @@ def dimension_data(session: Session, user: CrmUser, filters: Filters) -> pd.Data
     for key, count in rows:
         value = rollups.custom_value(key, filters.dimension) or ""
         found[value] = found.get(value, 0) + int(count or 0)
+    label = rollups.value_label
     data = [
-        {"value": value or _("未填写"), "customers": count} for value, count in sorted(found.items()) if count
+        {"code": code, "value": label(filters.dimension, code) or _("未填写"), "customers": count}
+        for code, count in sorted(found.items())
+        if count
     ]
     return _frame(data, columns)
+
+
+def dimension_link(row: dict[str, Any], filters: Filters) -> str | None:
+    """Locality's customers on the customer list (a custom field's list filter is per request and
+    per field: not linked)."""
+    if filters.dimension != rollups.LOCALITY:
+        return None
+    return customer_list(rollups.LOCALITY, row.get("code"), text=True)
 
 
 # --- registration ---------------------------------------------------------------------------------
@@ -544,6 +552,8 @@ register(
         title=lazy_gettext("客户分布（按自定义字段）"),
         data=dimension_data,
         figure=bar_figure("value", "customers", lazy_gettext("选项"), lazy_gettext("客户数")),
+        link=dimension_link,
         position=90,
+        description=lazy_gettext("在筛选栏的「维度」中选择本地/外地或客户的单选自定义字段"),
     )
 )

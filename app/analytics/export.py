@@ -145,13 +145,34 @@ def _coordinates(trace: Any) -> list[list[Any]]:
     return arrays
 
 
+ROW_ID = "row:"
+
+
+def row_ids(positions: Any) -> list[str]:
+    """A trace's `ids` naming the rows (positions in the chart's DataFrame) its points show."""
+    return [f"{ROW_ID}{int(position)}" for position in positions]
+
+
+def _named_rows(trace: Any) -> list[int] | None:
+    ids = getattr(trace, "ids", None)
+    if not ids or not all(isinstance(i, str) and i.startswith(ROW_ID) for i in ids):
+        return None
+    return [int(i.removeprefix(ROW_ID)) for i in ids]
+
+
 def point_links(fig: Any, rows: list[dict[str, Any]], links: list[str | None]) -> list[list[str | None]]:
     """For each trace, the link of each point: the row whose values contain the point's
     coordinates (x and y, or a pie's label); failing that, a trace with one point per row is
-    taken in row order. A figure is free to group rows into several traces (colour, facets)."""
+    taken in row order. A figure is free to group rows into several traces (colour, facets).
+    A figure whose points cannot be told apart by their coordinates (a two-level axis, the same
+    week and count in two departments) names each point's row in the trace's `ids`: "row:<n>"."""
     row_values = [{_norm(v) for v in row.values()} for row in rows]
     result: list[list[str | None]] = []
     for trace in fig.data:
+        named = _named_rows(trace)
+        if named is not None:
+            result.append([links[i] if 0 <= i < len(links) else None for i in named])
+            continue
         arrays = _coordinates(trace)
         count = max((len(a) for a in arrays), default=0)
         found: list[str | None] = []

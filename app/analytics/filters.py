@@ -8,7 +8,13 @@ pipelines, and the live select-type custom fields of customers their roles may s
 
 Query string: from, to (YYYY-MM-DD, inclusive), range (month | quarter | year | 12m: relative to
 today in the company's time zone, so a saved subscription keeps rolling), owner, department,
-pipeline, dimension (a custom field's API name), cf_<api_name> (a choice of that field).
+pipeline, dimension (a custom field's API name, or "locality"), cf_<api_name> (a choice of that
+field; cf_locality=local | remote).
+
+Which custom fields: the select fields of customers marked indexed (rollups.dashboard_field, the
+one rule the rollups' check applies too); a select field that is not indexed is named in the
+filter bar's help and refused with the way to make it usable. Locality (本地/外地 客户) is keyed
+like them on the sales and customers dashboards.
 """
 
 from __future__ import annotations
@@ -24,11 +30,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.access import department_tree_ids, local_today, subordinate_ids, user_scope
-from app.analytics import Filters
+from app.analytics import (
+    Filters,
+    rollups,  # (a module: rollups imports top_customers, which imports us)
+)
 from app.customfields import visible_fields
 from app.errors import ErrorCollector
 from customfields.definitions import CustomField
-from models.customers import Customer
+from models.customers import LOCALITIES, Customer
 from models.sales import Pipeline
 from models.security import DATA_SCOPES, CrmUser, Department
 
@@ -55,17 +64,43 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class KeyedChoice:
+    """A filter and dimension of the dashboards keyed in the rollups' custom_key: an indexed
+    select custom field of customers, or the customer's locality (本地/外地)."""
+
+    api_name: str
+    label_zh: str
+    label_en: str | None
+    #: (stored code, as shown)
+    options: list[tuple[str, str]]
+
+    def label(self, language: str | None) -> str:
+        return (self.label_en or self.label_zh) if language == "en" else self.label_zh
+
+    @property
+    def choice_values(self) -> list[str]:
+        return [code for code, _text in self.options]
+
+
+@dataclass(frozen=True)
 class FilterChoices:
     """What the filter bar offers this user."""
 
     owners: list[Choice]
     departments: list[Choice]
     pipelines: list[Choice]
-    #: live select-type custom fields of customers the user may see
-    fields: list[CustomField] = field(default_factory=list)
+    #: what may filter and split the charts: locality (sales, customers) and the indexed select
+    #: custom fields of customers the user may see
+    fields: list[KeyedChoice] = field(default_factory=list)
+    #: select custom fields of customers the user may see that the dashboards cannot use (not
+    #: indexed), named in the filter bar's help with the way to make them usable
+    unusable: list[CustomField] = field(default_factory=list)
 
-    def field(self, api_name: str) -> CustomField | None:
+    def field(self, api_name: str) -> KeyedChoice | None:
         return next((f for f in self.fields if f.api_name == api_name), None)
+
+    def unusable_field(self, api_name: str) -> CustomField | None:
+        return next((f for f in self.unusable if f.api_name == api_name), None)
 
 
 def quick_range(code: str, today: dt.date) -> tuple[dt.date, dt.date]:
@@ -98,8 +133,9 @@ def _widest_scope(session: Session, user: CrmUser) -> str:
     return max(scopes, key=lambda s: DATA_SCOPES.codes.index(s) if s in DATA_SCOPES.codes else -1)
 
 
-def filter_choices(session: Session, user: CrmUser) -> FilterChoices:
-    """The owners, departments, pipelines and custom fields this user may filter by."""
+def filter_choices(session: Session, user: CrmUser, dashboard: str | None = None) -> FilterChoices:
+    """The owners, departments, pipelines and custom fields this user may filter by on a
+    dashboard (None: as the sales and customers dashboards)."""
     scope = _widest_scope(session, user)
     users = select(CrmUser)
     departments = select(Department)
@@ -125,13 +161,36 @@ def filter_choices(session: Session, user: CrmUser) -> FilterChoices:
         owners=[Choice(u.id, str(u)) for u in people],
         departments=[Choice(d.id, d.name) for d in session.scalars(departments.order_by(Department.id))],
         pipelines=[Choice(p.id, p.name) for p in pipelines],
-        fields=select_fields(session, user),
+        fields=keyed_choices(session, user, dashboard),
+        unusable=[f for f in _select_fields(session, user) if not rollups.dashboard_field(f)],
     )
 
 
-def select_fields(session: Session, user: CrmUser | None) -> list[CustomField]:
-    """Live select-type custom fields of customers the user's roles may see (filters, dimension)."""
+def _select_fields(session: Session, user: CrmUser | None) -> list[CustomField]:
     return [f for f in visible_fields(session, Customer, user) if f.field_type == "select"]
+
+
+def select_fields(session: Session, user: CrmUser | None) -> list[CustomField]:
+    """The custom fields of customers the user may see that the dashboards can filter and split
+    by: rollups.dashboard_field, the rule check_custom applies too."""
+    return [f for f in _select_fields(session, user) if rollups.dashboard_field(f)]
+
+
+#: the dashboards whose charts read the rollups' custom_key, where locality is keyed (the service
+#: dashboard's live ticket queries filter by custom fields only)
+LOCALITY_DASHBOARDS = {"sales", "customers", None}
+
+
+def keyed_choices(session: Session, user: CrmUser | None, dashboard: str | None) -> list[KeyedChoice]:
+    """Locality (on the sales and customers dashboards), then the usable custom fields."""
+    found = []
+    if dashboard in LOCALITY_DASHBOARDS:
+        options = [(code, str(LOCALITIES.label(code))) for code in LOCALITIES.codes]
+        found.append(KeyedChoice(rollups.LOCALITY, _("本地/外地"), "Local/remote", options))
+    for item in select_fields(session, user):
+        options = [(value, value) for value in item.choice_values]
+        found.append(KeyedChoice(item.api_name, item.label_zh, item.label_en, options))
+    return found
 
 
 def parse_filters(
@@ -140,9 +199,11 @@ def parse_filters(
     args: Mapping[str, Any],
     choices: FilterChoices | None = None,
     today: dt.date | None = None,
+    dashboard: str | None = None,
 ) -> Filters:
-    """The Filters of a query string, or ValidationFailed naming every bad parameter."""
-    choices = choices or filter_choices(session, user)
+    """The Filters of a query string (for a dashboard: what its filter bar offers), or
+    ValidationFailed naming every bad parameter."""
+    choices = choices or filter_choices(session, user, dashboard)
     errors = ErrorCollector()
     values = {key: str(value).strip() for key, value in args.items() if key not in PASSTHROUGH}
     for key in values:
@@ -173,7 +234,8 @@ def parse_filters(
         api_name = key.removeprefix(CUSTOM_PREFIX)
         definition = choices.field(api_name)
         if definition is None:
-            errors.add(key, _("「%(name)s」不是可用于筛选的下拉字段", name=api_name))
+            message = _unusable(choices, api_name) or _("「%(name)s」不是可用于筛选的下拉字段", name=api_name)
+            errors.add(key, message)
         elif value not in definition.choice_values:
             errors.add(
                 key, _("「%(value)s」不是字段「%(label)s」的选项", value=value, label=definition.label_zh)
@@ -182,7 +244,8 @@ def parse_filters(
             custom[api_name] = value
     dimension = values.get("dimension") or None
     if dimension is not None and choices.field(dimension) is None:
-        errors.add("dimension", _("「%(name)s」不是可用作维度的下拉字段", name=dimension))
+        message = _unusable(choices, dimension) or _("「%(name)s」不是可用作维度的下拉字段", name=dimension)
+        errors.add("dimension", message)
     errors.raise_if_any()
     return Filters(
         date_from=date_from,
@@ -192,6 +255,17 @@ def parse_filters(
         pipeline_id=pipeline_id,
         custom=custom,
         dimension=dimension,
+    )
+
+
+def _unusable(choices: FilterChoices, api_name: str) -> str | None:
+    """Why a select field the user may see cannot filter a dashboard (None if it is not one)."""
+    found = choices.unusable_field(api_name)
+    if found is None:
+        return None
+    return _(
+        "字段「%(label)s」未建索引, 不能用于看板: 请管理员在「自定义字段」中勾选「建索引」",
+        label=found.label_zh,
     )
 
 

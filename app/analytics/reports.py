@@ -119,7 +119,7 @@ def subscribe(
     except ValueError as exc:
         errors.add("weekday", str(exc))
     try:
-        parse_filters(session, user, args)
+        parse_filters(session, user, args, dashboard=dashboard)
     except DomainError as exc:
         for field, messages in exc.errors.items():
             for message in messages:
@@ -230,7 +230,7 @@ def build_report(
     saved = subscription.filters or {}
     note = None
     try:
-        filters = parse_filters(session, user, saved, today=today)
+        filters = parse_filters(session, user, saved, today=today, dashboard=dashboard)
     except ValidationFailed as exc:  # the user's scope or the fields changed since
         filters, note = (
             analytics.Filters(),

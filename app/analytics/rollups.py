@@ -17,9 +17,11 @@ Dimensions common to every fact:
   the data scope reads: a dashboard applies `app.access.owner_clause` of the source entity to
   these two columns, see `scope_clause()` below).
 - `custom_key`: the customer's indexed select custom fields, "|api=code|api2=|" sorted by API
-  name ("" when there are none); filter with `custom_condition()`, split with `custom_value()`.
-  Only select fields marked indexed are keyed (a bounded number of choices each): a filter or
-  dimension on another field is refused (ValidationFailed), mark the field indexed to use it.
+  name, then its locality (本地/外地: "|locality=local|", LOCALITY); filter with
+  `custom_condition()`, split with `custom_value()`. Only select fields of customers marked
+  indexed are keyed (`dashboard_field`, a bounded number of choices each): a filter or dimension
+  on another field is refused (ValidationFailed), mark the field indexed to use it. Locality
+  multiplies each fact's rows by its values present (local, remote, empty: at most 3).
 
 Facts (dim1 / dim2 / dim3; n; amount; amount2):
 - `order`: live orders (approved, executing, completed) by order month (ordered_on);
@@ -108,7 +110,7 @@ from app.errors import ValidationFailed
 from customfields.definitions import CustomField, definitions
 from customfields.query import custom_sql
 from models.analytics import ROLLUP_FACTS, Rollup, RollupState
-from models.customers import Customer
+from models.customers import LOCALITIES, Customer
 from models.orders import LIVE_ORDER, Order, OrderLine, Payment, PaymentPlan
 from models.pools import PoolMove
 from models.sales import Interaction, Opportunity, Product, Stage, StageChange
@@ -149,18 +151,39 @@ CUSTOMER_DIMENSIONS = (
 
 
 # --- the custom key --------------------------------------------------------------------------------
+#: a standard customer column keyed like an indexed select field (本地/外地 客户), so it filters and
+#: splits every chart the custom fields do; no custom field can take its name (API names may not
+#: repeat a standard field's)
+LOCALITY = "locality"
+
+
+def dashboard_field(field: CustomField) -> bool:
+    """Whether the dashboards can filter or split by a custom field: a live select field of
+    customers marked indexed. The one rule: the filter bar offers these (filters.select_fields),
+    the rollups key them (custom_key) and check_custom accepts them. Another field would need a
+    live join of every order to its customer (seconds at 1M customers, ARCHITECTURE.md 6)."""
+    return (
+        field.entity == "customer"
+        and field.field_type == "select"
+        and bool(field.indexed)
+        and not field.archived
+        and not getattr(field, "sensitive", False)
+    )
+
+
 def keyed_fields(session: Session) -> list[CustomField]:
-    """The customer custom fields in custom_key: select fields marked indexed, not archived."""
-    fields = [
-        f
-        for f in definitions(session, "customer")
-        if f.field_type == "select" and f.indexed and not getattr(f, "sensitive", False)
-    ]
+    """The customer custom fields in custom_key (dashboard_field), by API name."""
+    fields = [f for f in definitions(session, "customer") if dashboard_field(f)]
     return sorted(fields, key=lambda f: f.api_name)
 
 
+def keyed_names(session: Session) -> set[str]:
+    """What a dashboard filter or dimension may name: the keyed fields and locality."""
+    return {f.api_name for f in keyed_fields(session)} | {LOCALITY}
+
+
 def _signature(fields: list[CustomField]) -> str:
-    return ",".join(f.api_name for f in fields)[:500]
+    return ",".join([*(f.api_name for f in fields), LOCALITY])[:500]
 
 
 def _sql_text(value: str) -> ColumnElement[str]:
@@ -168,16 +191,20 @@ def _sql_text(value: str) -> ColumnElement[str]:
     return literal_column("'" + value.replace("'", "''") + "'", String())
 
 
+def keyed_value_sql(session: Session, api_name: str) -> ColumnElement[Any]:
+    """A keyed name's value on crm_customer as SQL (the custom field's, or the locality column)."""
+    if api_name == LOCALITY:
+        return Customer.locality
+    fields = {f.api_name: f for f in keyed_fields(session)}
+    return custom_sql(Customer, fields[api_name])
+
+
 def custom_key_sql(fields: list[CustomField]) -> ColumnElement[str]:
-    """The customer's custom_key as SQL over crm_customer.custom."""
-    if not fields:
-        return _sql_text("")
+    """The customer's custom_key as SQL: "|api=code|...|locality=code|" (never empty)."""
     key: ColumnElement[str] = _sql_text("|")
-    for field in fields:
-        key = (
-            key + _sql_text(f"{field.api_name}=") + func.coalesce(custom_sql(Customer, field), _sql_text(""))
-        )
-        key = key + _sql_text("|")
+    parts = [(f.api_name, custom_sql(Customer, f)) for f in fields] + [(LOCALITY, Customer.locality)]
+    for name, value in parts:
+        key = key + _sql_text(f"{name}=") + func.coalesce(value, _sql_text("")) + _sql_text("|")
     return key
 
 
@@ -190,16 +217,24 @@ def custom_value(key: str | None, api_name: str) -> str | None:
     return value or None
 
 
+def value_label(api_name: str, value: str | None) -> str:
+    """A keyed value as the charts show it: a select field's choice as it is, a locality's name
+    (本地客户); "" when empty."""
+    if not value:
+        return ""
+    return str(LOCALITIES.label(value)) if api_name == LOCALITY else value
+
+
 def check_custom(session: Session, api_names: list[str]) -> None:
-    """Refuse (400) a filter or dimension on a field the rollups do not key."""
-    keyed = {f.api_name for f in keyed_fields(session)}
-    unknown = [name for name in api_names if name not in keyed]
+    """Refuse (400) a filter or dimension on a field the rollups do not key (dashboard_field)."""
+    unknown = [name for name in api_names if name not in keyed_names(session)]
     if unknown:
         raise ValidationFailed(
             {
                 "custom": [
                     _(
-                        "自定义字段 %(names)s 不能用于看板筛选或维度: 只支持标记为索引的单选字段",
+                        "自定义字段 %(names)s 不能用于看板筛选或维度: "
+                        "只支持客户的单选字段中标记了「建索引」的",
                         names=", ".join(unknown),
                     )
                 ]
@@ -824,7 +859,7 @@ def refresh_rollups(
     if facts is None or top_customers.STATE in facts:  # after the orders: their touched months
         state = _state(session, top_customers.STATE)
         written = top_customers.refresh_top_customers(
-            session, now, touched_orders, ctx.key, bool(fields), state.rebuilt_at if state else None
+            session, now, touched_orders, ctx.key, True, state.rebuilt_at if state else None
         )
         if written is not None:
             report["top_customer*"] = written
@@ -843,11 +878,15 @@ __all__ = [
     "check_custom",
     "custom_condition",
     "custom_value",
+    "dashboard_field",
     "keyed_fields",
+    "keyed_names",
+    "keyed_value_sql",
     "month_start",
     "next_month",
     "refresh_rollups",
     "rows_of",
     "scope_clause",
+    "value_label",
     "week_start",
 ]

@@ -7,8 +7,9 @@ Every data function reads `crm_rollup` (a few thousand rows at most for any filt
 the actuals). Filters: the date range is applied by whole months (weeks for the pool), the owner
 and the department tree to the rollup's owner and department, the pipeline to the pipeline
 charts, custom-field filters to every chart keyed by customer (all but `targets`).
-The custom-field dimension (Filters.dimension) splits: revenue by month, orders and average order
-value, collections and the weighted forecast; the other charts ignore it.
+The custom-field dimension (Filters.dimension: an indexed select field or locality, 本地/外地)
+splits: revenue by month, orders and average order value, collections and the weighted forecast;
+the other charts ignore it.
 
 Numbers follow the rollups' definitions: revenue = total of live orders (approved, executing,
 completed) by order date; collected = approved collections not of voided orders by received date.
@@ -20,7 +21,6 @@ import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -31,20 +31,21 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import True_
 
 from app.access import department_tree_ids, disjoint_owner_branches, local_today, owner_clause
-from app.analytics import Chart, Filters, register
+from app.analytics import Chart, Filters, links, register
+from app.analytics.export import row_ids
 from app.analytics.rollups import (
     check_custom,
     custom_condition,
     custom_value,
+    keyed_value_sql,
     month_start,
     next_month,
     rows_of,
+    value_label,
     week_start,
 )
 from app.analytics.top_customers import precomputed_top
 from app.targets import PERIOD_MONTHS, period_end, progress
-from customfields.definitions import definitions
-from customfields.query import custom_sql
 from models.analytics import Rollup, TopCustomerRollup
 from models.customers import Customer
 from models.orders import LIVE_ORDER, TARGET_METRICS, TARGET_PERIODS, Order, SalesTarget
@@ -150,19 +151,6 @@ def _person(first: str | None, last: str | None, username: str) -> str:
     return str(probe)
 
 
-def _list_link(view: str, params: dict[str, Any]) -> str:
-    return f"/{view}/list/?" + urlencode({k: v for k, v in params.items() if v is not None})
-
-
-def _month_params(column: str, month: dt.date) -> dict[str, str]:
-    """FAB list filters for one month: _flt_1_ (greater than) the day before, _flt_2_ (smaller
-    than) the first day of the next month."""
-    return {
-        f"_flt_1_{column}": (month - dt.timedelta(days=1)).isoformat(),
-        f"_flt_2_{column}": next_month(month).isoformat(),
-    }
-
-
 def _grouped(session: Session, conditions: list, by: list, measures: list) -> list[Any]:
     return session.execute(select(*by, *measures).where(*conditions).group_by(*by)).all()
 
@@ -171,7 +159,7 @@ def _split(rows: list[Any], dimension: str | None) -> list[tuple[Any, ...]]:
     """Rows (period, custom_key, ...) -> (period, dimension value or None, ...) summed."""
     sums: dict[tuple, list[Decimal]] = {}
     for row in rows:
-        value = custom_value(row[1], dimension) if dimension else None
+        value = value_label(dimension, custom_value(row[1], dimension)) or None if dimension else None
         key = (_as_date(row[0]), value)
         current = sums.setdefault(key, [ZERO] * (len(row) - 2))
         for index, measure in enumerate(row[2:]):
@@ -270,8 +258,8 @@ def revenue_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
 
 
 def order_month_link(row: dict[str, Any], filters: Filters) -> str | None:
-    month = dt.date.fromisoformat(f"{row['month']}-01")
-    return _list_link("orderview", {**_month_params("ordered_on", month), "_flt_0_owner": filters.owner_id})
+    month = links.month("ordered_on", links.month_of(row["month"]))
+    return links.list_link("orderview", {**month, **links.equal("owner", filters.owner_id)})
 
 
 # --- orders and average order value --------------------------------------------------------------------
@@ -384,9 +372,8 @@ def _live_top_customers(
         # tested per order it cost 470 ms for a manager on SQLite (each order's customer row) and
         # made PostgreSQL hash every customer with that value (80,000: 300 ms)
         check_custom(session, list(filters.custom))
-        fields = {f.api_name: f for f in definitions(session, "customer")}
         query = query.join(Customer, Customer.id == sums.c.customer_id).where(
-            *(custom_sql(Customer, fields[name]) == code for name, code in filters.custom.items())
+            *(keyed_value_sql(session, name) == code for name, code in filters.custom.items())
         )
     total = func.sum(sums.c.amount)
     return session.execute(
@@ -404,7 +391,7 @@ def top_customers_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
 
 
 def customer_link(row: dict[str, Any], filters: Filters) -> str | None:
-    return f"/customerview/show/{row['customer_id']}"
+    return links.show_link("customerview", row.get("customer_id"))
 
 
 def top_products(session: Session, user: CrmUser, filters: Filters) -> pd.DataFrame:
@@ -443,7 +430,7 @@ def top_products_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
 
 
 def product_link(row: dict[str, Any], filters: Filters) -> str | None:
-    return f"/productview/show/{row['product_id']}" if row.get("product_id") else None
+    return links.show_link("productview", row.get("product_id"))
 
 
 # --- rankings ------------------------------------------------------------------------------------------
@@ -529,10 +516,19 @@ def ranking_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
     return _figure(data, annotations=titles, **layout)
 
 
+#: metric -> the list of a person's rows and its date column
+PERSON_LISTS = {"contract": ("orderview", "ordered_on"), "followups": ("interactionview", "occurred_at")}
+
+
 def person_link(row: dict[str, Any], filters: Filters) -> str | None:
-    return (
-        _list_link("orderview", {"_flt_0_owner": row.get("id")}) if row.get("metric") == "contract" else None
-    )
+    """A person's orders (contract amount) or follow-ups of the period; the collected amount and
+    new customers have no list that filters by owner and date."""
+    first, last = month_range(filters)
+    view, column = PERSON_LISTS.get(row.get("metric"), (None, None))
+    if view is None or not row.get("id"):
+        return None
+    period = links.days(column, first, next_month(last), datetime=column == "occurred_at")
+    return links.list_link(view, {**links.equal("owner", row["id"]), **period})
 
 
 # --- targets against actuals -------------------------------------------------------------------------
@@ -665,8 +661,7 @@ def collections_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
 
 
 def plan_link(row: dict[str, Any], filters: Filters) -> str | None:
-    month = dt.date.fromisoformat(f"{row['month']}-01")
-    return _list_link("paymentplanview", _month_params("planned_date", month))
+    return links.list_link("paymentplanview", links.month("planned_date", links.month_of(row["month"])))
 
 
 # --- the pipeline ----------------------------------------------------------------------------------------
@@ -725,9 +720,8 @@ def funnel_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
 
 
 def stage_link(row: dict[str, Any], filters: Filters) -> str | None:
-    return _list_link(
-        "opportunityview", {"_flt_0_stage": row.get("stage_id"), "_flt_0_owner": filters.owner_id}
-    )
+    params = {**links.equal("stage", row.get("stage_id")), **links.equal("owner", filters.owner_id)}
+    return links.list_link("opportunityview", params)
 
 
 def velocity(session: Session, user: CrmUser, filters: Filters) -> pd.DataFrame:
@@ -810,15 +804,13 @@ def forecast_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
 
 
 def forecast_link(row: dict[str, Any], filters: Filters) -> str | None:
-    month = dt.date.fromisoformat(f"{row['month']}-01")
     params = {
-        "_flt_3_status": "open",
-        **_month_params("expected_close", month),
-        "_flt_0_owner": filters.owner_id,
+        **links.equal("status", "open", text=True),
+        **links.month("expected_close", links.month_of(row["month"])),
+        **links.equal("owner", filters.owner_id),
+        **links.equal("pipeline", filters.pipeline_id),
     }
-    if filters.pipeline_id:
-        params["_flt_0_pipeline"] = filters.pipeline_id
-    return _list_link("opportunityview", params)
+    return links.list_link("opportunityview", params)
 
 
 def won_lost(session: Session, user: CrmUser, filters: Filters) -> pd.DataFrame:
@@ -858,8 +850,9 @@ def won_lost_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
 
 
 def won_lost_link(row: dict[str, Any], filters: Filters) -> str | None:
-    return _list_link(
-        "opportunityview", {"_flt_3_status": row.get("status"), "_flt_0_owner": filters.owner_id}
+    return links.list_link(
+        "opportunityview",
+        {**links.equal("status", row.get("status"), text=True), **links.equal("owner", filters.owner_id)},
     )
 
 
@@ -906,12 +899,32 @@ def _rule_text(reason: str | None) -> str:
 
 
 def pool_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
-    weekly = df.groupby(["action_label", "rule", "week"], sort=True)["moves"].sum().reset_index()
-    data = [
-        _bar(part["week"], part["moves"], f"{action} {rule}".strip())
-        for (action, rule), part in weekly.groupby(["action_label", "rule"], sort=True)
-    ]
-    return _figure(data, barmode="stack", yaxis=_title(_("客户数")))
+    """Per week and, within it, per department (a two-level axis), the moves stacked by action
+    and rule; each bar names its row (export.row_ids), as week and count alone do not."""
+    frame = df.reset_index(drop=True)
+    department = frame["department"].where(frame["department"] != "", _("(无部门)"))
+    data = []
+    for (action, rule), part in frame.groupby(["action_label", "rule"], sort=True):
+        x = [list(part["week"]), list(department[part.index])]
+        data.append(
+            {"type": "bar", "x": x, "y": _list(part["moves"]), "name": f"{action} {rule}".strip(),
+             "ids": row_ids(part.index)}
+        )  # fmt: skip
+    return _figure(data, barmode="stack", yaxis=_title(_("客户数")), xaxis={"type": "multicategory"})
+
+
+def pool_link(row: dict[str, Any], filters: Filters) -> str | None:
+    """The pool moves of the bar's action and week (all rules and departments: the pool-move
+    list filters by neither), within the user's data scope."""
+    if not row.get("action") or not row.get("week"):
+        return None
+    week = links.week("moved_at", dt.date.fromisoformat(row["week"]), datetime=True)
+    return links.list_link("poolmoveview", {**links.equal("action", row["action"], text=True), **week})
+
+
+def target_link(row: dict[str, Any], filters: Filters) -> str | None:
+    """The target itself (who, period, metric, amount)."""
+    return links.show_link("salestargetview", row.get("target_id"))
 
 
 # --- registration ----------------------------------------------------------------------------------------
@@ -920,7 +933,7 @@ CHARTS = [
           order_month_link, 10, 12, lazy_gettext("已审批订单的金额, 按下单月份; 折线为去年同月")),
     Chart("orders", "sales", lazy_gettext("订单数与客单价"), orders_and_average, orders_figure,
           order_month_link, 20, 6),
-    Chart("targets", "sales", lazy_gettext("业绩目标完成率"), targets, targets_figure, None, 30, 6,
+    Chart("targets", "sales", lazy_gettext("业绩目标完成率"), targets, targets_figure, target_link, 30, 6,
           lazy_gettext("按审批时间统计; 自定义字段筛选不适用")),
     Chart("top_customers", "sales", lazy_gettext("客户排行 (前十)"), top_customers, top_customers_figure,
           customer_link, 40, 6),
@@ -938,7 +951,9 @@ CHARTS = [
           forecast_link, 110, 6),
     Chart("won_lost", "sales", lazy_gettext("赢单与输单原因"), won_lost, won_lost_figure,
           won_lost_link, 120, 6),
-    Chart("pool", "sales", lazy_gettext("公海: 每周回收与领取"), pool_moves, pool_figure, None, 130, 12),
+    Chart("pool", "sales", lazy_gettext("公海: 每周回收与领取 (按规则和部门)"), pool_moves, pool_figure,
+          pool_link, 130, 12,
+          lazy_gettext("每周 (周一起) 各部门的回收与领取, 按回收规则分色; 部门为失去或得到客户的人所在部门")),
 ]  # fmt: skip
 for _chart in CHARTS:
     register(_chart)

@@ -29,7 +29,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from app.access import local_today
-from app.analytics import Chart, Filters, register, rollups
+from app.analytics import Chart, Filters, links, register, rollups
 from app.analytics.customer_rollups import PotentialCustomer, potential_group_id, scope_rows
 from app.analytics.customers import (
     customer_list,
@@ -39,7 +39,6 @@ from app.analytics.customers import (
     money,
     owner_conditions,
 )
-from customfields.query import custom_sql
 from models.customers import COMPANY_SIZES, CUSTOMER_LEVELS, Customer, Industry, Region
 from models.security import CrmUser
 
@@ -151,8 +150,7 @@ def potential_data(session: Session, user: CrmUser, filters: Filters) -> pd.Data
     conditions = [scope_rows(session, user, model, "customer"), *owner_conditions(session, model, filters)]
     if filters.custom:
         rollups.check_custom(session, list(filters.custom))
-        fields = {f.api_name: f for f in rollups.keyed_fields(session)}
-        chosen = [custom_sql(Customer, fields[name]) == code for name, code in filters.custom.items()]
+        chosen = [rollups.keyed_value_sql(session, name) == code for name, code in filters.custom.items()]
         # per listed row, its customer by primary key (never every customer with that choice)
         conditions.append(exists().where(Customer.id == model.customer_id, *chosen))
     order = [model.score.desc(), model.gap.desc(), model.customer_id]
@@ -237,14 +235,21 @@ def potential_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
 
 
 def potential_link(row: dict[str, Any], filters: Filters) -> str | None:
-    return f"/customerview/show/{int(row['customer_id'])}" if row.get("customer_id") else None
+    return links.show_link("customerview", row.get("customer_id"))
+
+
+def category_link(row: dict[str, Any], filters: Filters) -> str | None:
+    """The products of the category (the product list filters by category)."""
+    if not row.get("key"):
+        return None
+    return links.list_link("productview", links.equal("category", row["key"], text=True))
 
 
 def potential_segment_url(session: Session) -> str | None:
     """The customer list filtered to the potential customers (their group), None before the
     first refresh. The list applies the user's data scope as always."""
     group_id = potential_group_id(session)
-    return None if group_id is None else customer_list(_flt_0_groups=group_id)
+    return None if group_id is None else customer_list("groups", group_id)
 
 
 register(
@@ -254,6 +259,7 @@ register(
         title=lazy_gettext("品类需求趋势（近四个完整季度）"),
         data=category_trend_data,
         figure=trend_figure,
+        link=category_link,
         position=100,
         description=lazy_gettext(
             "增长 = 近两季度金额 ÷ 前两季度金额 − 1；前两季度为零的品类无增长率，列在最后"
