@@ -5,9 +5,9 @@ scope (rep, manager, admin), with a custom-field filter and dimension, and the r
 The records live in 2017-2018 so that no other test's records fall into these months. Every
 expected figure is worked out by hand in the comments of DATA below, not with the same SQL.
 
-    customers  C1 rep_a (一部) grade A, created 2018-01-10
-               C2 rep_b (一部) grade B, created 2018-02-05
-               C3 rep_c (二部) grade A, created 2018-02-20
+    customers  C1 rep_a (一部) grade A, local (本地), created 2018-01-10
+               C2 rep_b (一部) grade B, remote (外地), created 2018-02-05
+               C3 rep_c (二部) grade A, locality empty, created 2018-02-20
     orders     O1 2018-01-15 rep_a C1 approved   1000  line P1 x10
                O2 2018-01-20 rep_a C1 completed   500  line P2 x5
                O3 2018-02-10 rep_b C2 executing  2000  line P1 x20
@@ -130,9 +130,10 @@ def data(app) -> Any:
         bump_version(session)
         departments = {d.name: d.id for d in session.scalars(select(Department))}
 
-        def customer(owner: str, grade: str, created: str) -> Customer:
+        def customer(owner: str, grade: str, created: str, locality: str | None = None) -> Customer:
             who = user(owner)
             item = Customer(
+                locality=locality,
                 name=unique_name("看板客户"),
                 owner_id=who.id,
                 department_id=who.department_id,
@@ -144,8 +145,8 @@ def data(app) -> Any:
             session.flush()
             return item
 
-        c1 = customer("rep_a", "A", "2018-01-10")
-        c2 = customer("rep_b", "B", "2018-02-05")
+        c1 = customer("rep_a", "A", "2018-01-10", "local")
+        c2 = customer("rep_b", "B", "2018-02-05", "remote")
         c3 = customer("rep_c", "A", "2018-02-20")
         p1 = Product(sku=f"AS-P1-{os.getpid()}", name="看板阀门", category="阀门", unit="件")
         p2 = Product(sku=f"AS-P2-{os.getpid()}", name="看板水泵", category="泵", unit="台")
@@ -489,14 +490,88 @@ def test_funnel_velocity_forecast_and_reasons(data) -> None:
 
 def test_pool_recycled_and_claimed_per_week(data) -> None:
     team1, team2 = data["departments"]["一部"], data["departments"]["二部"]
-    df = sales.pool_moves(
-        db.session, user("admin"), Filters(date_from=dt.date(2018, 1, 1), date_to=dt.date(2018, 1, 31))
-    )
-    assert rows(df, "week", "action", "rule", "department_id", "moves") == [
-        ("2018-01-08", "claim", "", team1, 1),
-        ("2018-01-08", "recycle", "未跟进 30 天", team1, 1),
-        ("2018-01-15", "recycle", "未成交 90 天", team2, 1),
+    january = Filters(date_from=dt.date(2018, 1, 1), date_to=dt.date(2018, 1, 31))
+    df = sales.pool_moves(db.session, user("admin"), january)
+    assert rows(df, "week", "action", "rule", "department_id", "department", "moves") == [
+        ("2018-01-08", "claim", "", team1, "一部", 1),
+        ("2018-01-08", "recycle", "未跟进 30 天", team1, "一部", 1),
+        ("2018-01-15", "recycle", "未成交 90 天", team2, "二部", 1),
     ]
+    # the figure: per week, then per department (a two-level axis), stacked by action and rule
+    figure = sales.pool_figure(df, january)
+    bars = {
+        (trace.name, week, department): moves
+        for trace in figure.data
+        for week, department, moves in zip(trace.x[0], trace.x[1], trace.y, strict=True)
+    }
+    assert bars == {
+        ("领取", "2018-01-08", "一部"): 1,
+        ("自动回收 未跟进 30 天", "2018-01-08", "一部"): 1,
+        ("自动回收 未成交 90 天", "2018-01-15", "二部"): 1,
+    }
+
+
+def test_locality_splits_and_filters_the_charts(data) -> None:
+    """C1 local, C2 remote, C3 empty: revenue Jan 1500 local; Feb 2000 remote + 3000 empty;
+    Mar 600 empty. Collected in March: O4 1000 (C3, empty), O3 2000 (C2, remote)."""
+    split = Filters(date_from=Q1.date_from, date_to=Q1.date_to, dimension="locality")
+    df = sales.revenue_by_month(db.session, user("admin"), split)
+    assert rows(df[df["revenue"] > 0], "month", "dimension", "revenue") == [
+        ("2018-01", "本地客户", 1500.0),
+        ("2018-02", "", 3000.0),
+        ("2018-02", "外地客户", 2000.0),
+        ("2018-03", "", 600.0),
+    ]
+    assert sales.revenue_figure(df, split).to_json()
+    orders = sales.orders_and_average(db.session, user("manager1"), split)  # 一部: C1, C2
+    assert rows(orders[orders["orders"] > 0], "month", "dimension", "orders") == [
+        ("2018-01", "本地客户", 2),
+        ("2018-02", "外地客户", 1),
+    ]
+    collections = sales.collections(db.session, user("admin"), split)
+    assert rows(collections[collections["month"] == "2018-03"], "dimension", "collected") == [
+        ("", 1000.0),
+        ("外地客户", 2000.0),
+    ]
+    spring = Filters(date_from=dt.date(2018, 4, 1), date_to=dt.date(2018, 5, 31), dimension="locality")
+    forecast = sales.forecast(db.session, user("admin"), spring)
+    # April: OP1 (C1 local) 10000 x 50%, OP2 (C2 remote) 20000 x 30%; May: OP3 (C3) 5000 x 50%
+    assert rows(forecast[forecast["amount"] > 0], "month", "dimension", "weighted") == [
+        ("2018-04", "外地客户", 6000.0),
+        ("2018-04", "本地客户", 5000.0),
+        ("2018-05", "", 2500.0),
+    ]
+    local = Filters(date_from=Q1.date_from, date_to=Q1.date_to, custom={"locality": "local"})
+    assert rows(sales.revenue_by_month(db.session, user("admin"), local), "revenue") == [
+        (1500.0,),
+        (0.0,),
+        (0.0,),
+    ]
+    remote = Filters(date_from=Q1.date_from, date_to=Q1.date_to, custom={"locality": "remote"})
+    top = sales.top_customers(db.session, user("manager1"), remote)  # the live query
+    assert rows(top, "customer_id", "revenue") == [(data["customers"][1], 2000.0)]
+
+
+def test_links_open_the_lists_of_the_bars(data, login_as) -> None:
+    """A few links as the browser follows them: each opens a list (200) showing that bar's rows."""
+    client = login_as("admin")
+    january = Filters(date_from=dt.date(2018, 1, 1), date_to=dt.date(2018, 1, 31))
+    pool = sales.pool_moves(db.session, user("admin"), january)
+    recycled = pool[pool["week"] == "2018-01-15"].iloc[0].to_dict()
+    page = client.get(sales.pool_link(recycled, january))
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "未成交 90 天" in text and "未跟进 30 天" not in text  # the week of 15 Jan only
+    targets = sales.targets(db.session, user("admin"), Q1)
+    page = client.get(CHARTS["sales"]["targets"].link(targets.iloc[1].to_dict(), Q1))
+    assert page.status_code == 200 and "10,000" in page.get_data(as_text=True).replace("10000", "10,000")
+    people = sales.ranking_people(db.session, user("admin"), Q1)
+    followups = people[(people["metric"] == "followups") & (people["id"] == user("rep_a").id)]
+    link = sales.person_link(followups.iloc[0].to_dict(), Q1)
+    page = client.get(link)
+    assert page.status_code == 200
+    assert page.get_data(as_text=True).count("跟进") >= 2
+    assert CHARTS["sales"]["ranking_departments"].link is None  # no list filters by department
 
 
 def test_custom_field_filter_and_dimension(data) -> None:
