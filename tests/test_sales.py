@@ -392,12 +392,15 @@ def test_customer_360_timeline_and_figures(api_as, login_as, pipeline) -> None:
     paid = payment(api_as, order.json["id"], 2000)
     assert paid.status_code == 201, paid.json
     assert call(api_as, "finance", "POST", f"/api/v1/payment/{paid.json['id']}/submit").status_code == 200
-    complaint = create_ticket(db.session, actor=user("rep_a"), subject="液碱包装破损", description="到货时桶有裂纹",
-                              channel="staff", customer_id=customer)  # fmt: skip
+    complaint = create_ticket(
+        db.session, actor=user("rep_a"), subject="液碱包装破损", description="到货时桶有裂纹",
+        customer_id=customer,
+    )  # fmt: skip
     db.session.commit()
     figures = customer_figures(db.session, customer)
     assert (figures.won_count, figures.won_amount, figures.follow_ups) == (1, 880000, 25)
-    assert (figures.order_count, figures.order_amount, figures.paid_amount) == (1, 12000, 2000)  # not the draft
+    # the draft does not count
+    assert (figures.order_count, figures.order_amount, figures.paid_amount) == (1, 12000, 2000)
     assert (figures.average_order, figures.last_order_on) == (12000, local_today())
     newest = {item.kind: item for item in customer_timeline(db.session, customer)}
     assert {"order", "payment", "ticket"} <= set(newest)
