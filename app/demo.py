@@ -23,6 +23,7 @@ from app.demo_approvals import demo_decide, load_approval_demo
 from app.demo_orders import load_order_demo
 from app.demo_pools import load_pool_demo
 from app.demo_service import load_service_demo
+from app.errors import Conflict
 from app.security import generate_password
 from customfields.definitions import CustomField
 from models.base import utcnow
@@ -231,6 +232,7 @@ def load_sales_demo(session: Session, rng: random.Random, reps: list[CrmUser]) -
     """Pipelines 制造业 and 服务业, products, leads, and a year of opportunities (moving through their
     stages), follow-ups and tasks on the demo customers, all written through the services."""
     from app.sales import (  # the demo uses every domain's services
+        convert_lead,
         interaction_service,
         lead_service,
         opportunity_service,
@@ -240,7 +242,11 @@ def load_sales_demo(session: Session, rng: random.Random, reps: list[CrmUser]) -
     pipelines = []
     for position, (name, stages) in enumerate(PIPELINES.items()):
         flow = Pipeline(name=name, position=position, description=f"{name}客户的销售流程")
-        flow.stages = [Stage(name=n, position=i, probability=p) for i, (n, p) in enumerate(stages)]
+        # 商务谈判 onwards a deal is not sent back to an earlier stage (a stage with moving back off)
+        flow.stages = [
+            Stage(name=n, position=i, probability=p, allow_back=n != "商务谈判")
+            for i, (n, p) in enumerate(stages)
+        ]
         flow.stages += [
             Stage(name="赢单", position=90, probability=100, is_won=True),
             Stage(name="输单", position=91, probability=0, is_lost=True),
@@ -322,7 +328,21 @@ def load_sales_demo(session: Session, rng: random.Random, reps: list[CrmUser]) -
         )
         lead_service.save(session, lead, None)
         counts["leads"] += 1
+    counts["converted leads"] = _convert_demo_leads(session, convert_lead)
     return counts
+
+
+def _convert_demo_leads(session: Session, convert_lead: Any, wanted: int = 3) -> int:
+    """A few company leads converted as a rep would (attached to the customer that already looks
+    like theirs, if any), so the lead list shows converted leads linked to their customer."""
+    query = select(Lead).where(Lead.company.is_not(None), Lead.status != "disqualified").order_by(Lead.id)
+    leads = session.scalars(query.limit(wanted)).all()
+    for number, lead in enumerate(leads, start=1):
+        try:
+            convert_lead(session, lead, None, amount=number * 60000)
+        except Conflict as exc:  # a similar customer exists: attach to it
+            convert_lead(session, lead, None, customer_id=int(exc.errors["candidates"][0]))
+    return len(leads)
 
 
 def is_empty(session: Session) -> bool:

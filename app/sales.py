@@ -4,6 +4,8 @@ use cases that span them (lead conversion, stage moves, follow-ups updating thei
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask_babel import gettext as _
@@ -12,6 +14,7 @@ from sqlalchemy import event, func, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import validators
+from app.customers import DuplicateMatch, describe_duplicate
 from app.errors import Conflict, ErrorCollector, ValidationFailed
 from app.services import (
     ACTOR_KEY,
@@ -19,6 +22,7 @@ from app.services import (
     RecordService,
     acting_as,
     require_visible,
+    require_writable,
     service_for,
     text_up_to,
     write_transaction,
@@ -120,7 +124,8 @@ class StageService(RecordService):
                 {
                     "name": [
                         _(
-                            "阶段「%(name)s」中还有 %(n)s 个商机,请先把它们移到其他阶段",
+                            "阶段「%(name)s」中还有 %(n)s 个商机,请先在该阶段的详情页用"
+                            "「迁移商机到...」把它们移到同一流程的其他阶段",
                             name=item.name,
                             n=count,
                         )
@@ -129,11 +134,15 @@ class StageService(RecordService):
             )
 
 
-def move_opportunities(session: Session, source: Stage, target: Stage, actor: CrmUser | None) -> int:
+def move_opportunities(session: Session, source: Stage, target: Stage | None, actor: CrmUser | None) -> int:
     """Move every opportunity of a stage to another stage of the same pipeline (before deleting
     the stage, say), recording each move in the history. Returns how many moved."""
+    if target is None:
+        raise ValidationFailed({"target": [_("请选择目标阶段")]})
     if source.pipeline_id != target.pipeline_id:
         raise ValidationFailed({"target": [_("只能移到同一流程的阶段")]})
+    if source.id == target.id:
+        raise ValidationFailed({"target": [_("请选择另一个阶段")]})
     with acting_as(session, actor), write_transaction(session):
         ids = list(session.scalars(select(Opportunity.id).where(Opportunity.stage_id == source.id)))
         now = utcnow()
@@ -153,6 +162,12 @@ def move_opportunities(session: Session, source: Stage, target: Stage, actor: Cr
             for i in ids
         )
     return len(ids)
+
+
+def active_pipelines(session: Session) -> list[Pipeline]:
+    """The pipelines a new opportunity may go into, in their order (the default first)."""
+    query = select(Pipeline).where(Pipeline.active.is_(True)).order_by(Pipeline.position, Pipeline.id)
+    return list(session.scalars(query))
 
 
 def default_pipeline_id(session: Session) -> int | None:
@@ -195,6 +210,79 @@ class LeadService(OwnedRecordService):
         self.check_owner(session, values, pk, errors)
 
 
+def assign_leads(session: Session, leads: Sequence[Lead], owner_id: Any, actor: CrmUser | None) -> int:
+    """分配: give the leads to another owner in one transaction, all or none, by the rules of an
+    edit: the actor must be able to change each lead and may only assign to a user inside their
+    own data scope (OwnedRecordService.authorize). Returns how many were assigned."""
+    if not leads:
+        raise ValidationFailed({"ids": [_("请先在列表中选择线索")]})
+    owner = session.get(CrmUser, owner_id) if isinstance(owner_id, int) else None
+    if owner is None or not owner.active:
+        raise ValidationFailed({"owner": [_("请选择负责人")]})
+    with acting_as(session, actor), write_transaction(session):
+        with session.no_autoflush:
+            for lead in leads:
+                require_writable(session, lead, actor)
+                lead.owner = owner
+                lead.updated_at = utcnow()
+                if actor is not None:
+                    lead.updated_by_id = actor.id
+                lead_service.authorize(session, lead, actor)
+        session.flush()
+    return len(leads)
+
+
+def ensure_convertible(lead: Lead) -> None:
+    """A lead is converted once: the refusal, for the API, the convert form and its button."""
+    if lead.status == "converted" or lead.customer_id is not None:
+        when = f"{lead.converted_at:%Y-%m-%d}" if lead.converted_at else "—"
+        raise ValidationFailed({"status": [_("该线索已于 %(when)s 转化", when=when)]})
+
+
+def conversion_candidates(session: Session, lead: Lead, actor: CrmUser | None) -> list[DuplicateMatch]:
+    """The duplicate check of conversion as the actor may learn it (the 查重 rules): a customer
+    inside their data scope with its id and name, to attach to; others only as who to ask."""
+    with acting_as(session, actor):
+        found = []
+        for customer in existing_customers(session, lead):
+            matched = tuple(
+                field
+                for field, mine, theirs in (
+                    ("mobile", lead.mobile, customer.mobile),
+                    ("email", lead.email, customer.email),
+                    ("name", lead.company, customer.name),
+                )
+                if mine and mine == theirs
+            )
+            found.append(describe_duplicate(session, customer.id, matched))
+        return found
+
+
+def _conversion_values(amount: Any, expected_close: Any) -> tuple[Decimal | None, dt.date | None]:
+    """The opportunity's amount and expected close as given by a form or JSON, or every error."""
+    errors = ErrorCollector()
+    parsed_amount, parsed_date = None, None
+    if amount not in (None, ""):
+        try:
+            parsed_amount = Decimal(str(amount).strip())
+            if not parsed_amount.is_finite():
+                raise InvalidOperation
+        except (InvalidOperation, ValueError):
+            errors.add("amount", _("请填写有效的金额"))
+        else:
+            if parsed_amount < 0:
+                errors.add("amount", _("不能为负数"))
+    if isinstance(expected_close, dt.date):
+        parsed_date = expected_close
+    elif expected_close not in (None, ""):
+        try:
+            parsed_date = dt.date.fromisoformat(str(expected_close).strip())
+        except ValueError:
+            errors.add("expected_close", _("请填写有效的日期 (如 2026-12-31)"))
+    errors.raise_if_any()
+    return parsed_amount, parsed_date
+
+
 def existing_customers(session: Session, lead: Lead) -> list[Customer]:
     """Customers that look like the lead's company (same mobile, e-mail or name): the duplicate
     check of conversion. Found whatever the user's data scope, as the customer duplicate rule."""
@@ -214,6 +302,7 @@ def convert_lead(
     actor: CrmUser | None,
     *,
     customer_id: int | None = None,
+    new_customer: bool = False,
     create_opportunity: bool = True,
     opportunity_name: str | None = None,
     pipeline_id: int | None = None,
@@ -222,15 +311,16 @@ def convert_lead(
 ) -> dict[str, int | None]:
     """Turn a lead into customer + contact (+ opportunity) in one transaction.
 
-    When a customer like the lead's company exists and no `customer_id` says which to attach
-    to, raises Conflict listing them (with owners), so the user can attach instead of creating
-    a second customer. A lead is converted once.
+    When a customer like the lead's company exists and neither `customer_id` says which to
+    attach to nor `new_customer` confirms a new one, raises Conflict listing them (with owners),
+    so the user can attach instead of creating a second customer. A lead is converted once.
     """
-    if lead.status == "converted" or lead.customer_id is not None:
-        raise ValidationFailed(
-            {"status": [_("该线索已于 %(when)s 转化", when=f"{lead.converted_at:%Y-%m-%d}")]}
-        )
-    if customer_id is None:
+    ensure_convertible(lead)
+    for field, value in (("customer_id", customer_id), ("pipeline_id", pipeline_id)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ValidationFailed({field: [_("请选择有效的记录")]})
+    amount, expected_close = _conversion_values(amount, expected_close)
+    if customer_id is None and not new_customer:
         found = existing_customers(session, lead)
         if found:
             raise Conflict(
@@ -437,8 +527,12 @@ class InteractionService(RecordService):
             item.owner_id = actor.id
 
     def authorize(self, session: Session, item: Interaction, actor: CrmUser | None) -> None:
+        """The customer and, when one is linked, the lead must be inside the actor's data scope
+        (a form's picker posts an id, which anyone could change)."""
         customer_id = item.customer.id if item.customer is not None else item.customer_id
         require_visible(session, Customer, customer_id, actor, "customer", _("客户"))
+        lead_id = item.lead.id if item.lead is not None else item.lead_id
+        require_visible(session, Lead, lead_id, actor, "lead", _("线索"))
 
 
 def follow_up_effects(session: Session) -> None:

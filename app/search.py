@@ -32,7 +32,7 @@ from customfields.query import TEXTUAL, custom_sql, sensitive_condition, storage
 from customfields.values import FIELD_PREFIX
 from models.customers import Contact, Customer
 from models.orders import Order
-from models.sales import Opportunity
+from models.sales import Lead, Opportunity
 from models.security import CrmUser
 from models.service import Ticket
 
@@ -281,6 +281,7 @@ PICKERS: dict[str, Picker] = {
     "order": Picker(Order, "number"),
     "opportunity": Picker(Opportunity, "name"),
     "ticket": Picker(Ticket, "number"),
+    "lead": Picker(Lead, "name"),  # a follow-up's or task's lead, by the contact's name
 }
 
 

@@ -5,18 +5,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, request, url_for
+from flask import abort, flash, redirect, request, url_for
 from flask_appbuilder import expose, has_access
+from flask_appbuilder.actions import action
 from flask_appbuilder.api import expose as api_expose
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_babel import lazy_gettext as _
+from sqlalchemy import select
 
-from app.access import current_actor
+from app.access import assignable_user_ids, current_actor
+from app.errors import DomainError
 from app.extensions import db
-from app.sales import convert_lead
+from app.sales import (
+    active_pipelines,
+    assign_leads,
+    conversion_candidates,
+    convert_lead,
+    default_pipeline_id,
+    ensure_convertible,
+    move_opportunities,
+)
 from models.sales import Interaction, Lead, Opportunity, Pipeline, Product, Stage, StageChange, Task
-from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView, run_and_redirect
-from views.widgets import customer_select
+from models.security import CrmUser
+from views.base import AssignableUserFilter, CrmInterface, CrmModelApi, CrmModelView
+from views.widgets import customer_select, remote_select
 
 LABELS = {
     # shared
@@ -89,6 +101,32 @@ def _customer_fields() -> dict[str, Any]:
     return {"customer": customer_select(LABELS["customer"])}
 
 
+def _customer_and_lead_fields() -> dict[str, Any]:
+    """A follow-up's or task's customer and lead, each picked by typing (large tables)."""
+    return {**_customer_fields(), "lead": remote_select(LABELS["lead"], Lead)}
+
+
+def _selected(items: Any) -> list[Any]:
+    """The records an action got: one from a show page, a list from the list's checkboxes."""
+    return [item for item in (items if isinstance(items, list) else [items]) if item is not None]
+
+
+def _refused(exc: DomainError) -> int:
+    """Flash a service's refusal (rolled back) and give its status for the re-rendered form."""
+    db.session.rollback()
+    flash(exc.summary(), "warning")
+    return exc.status
+
+
+def _choose_one(items: Any, endpoint: str, message: Any) -> Any:
+    """A single-record action of the list: to its form when exactly one record was selected."""
+    chosen = _selected(items)
+    if len(chosen) != 1:
+        flash(str(message), "warning")
+        return redirect(url_for(".list"))
+    return redirect(url_for(endpoint, pk=chosen[0].id))
+
+
 # --- products and pipelines ---------------------------------------------------------------------
 PRODUCT_FIELDS = ["sku", "name", "category", "unit", "price", "on_sale", "description"]
 
@@ -116,6 +154,47 @@ class StageView(CrmModelView):
     show_columns = add_columns = edit_columns = STAGE_FIELDS
     search_columns = ["pipeline", "name"]
     base_order = ("position", "asc")
+    method_permission_name = {"move_action": "edit", "move_form": "edit"}
+
+    @action("move_action", _("迁移商机到..."), None, "fa-exchange")
+    def move_action(self, items: Any) -> Any:
+        return _choose_one(items, ".move_form", _("请只选择一个阶段"))
+
+    @expose("/move/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    def move_form(self, pk: int) -> Any:
+        """Move every opportunity of this stage to another stage of its pipeline (app.sales
+        move_opportunities), so that the stage can be deleted."""
+        stage = self.datamodel.get(pk, self._base_filters)
+        if stage is None:
+            abort(404)
+        status = 200
+        if request.method == "POST":
+            target = db.session.get(Stage, request.form.get("target_id", type=int) or 0)
+            try:
+                moved = move_opportunities(db.session, stage, target, current_actor())
+            except DomainError as exc:
+                status = _refused(exc)
+            else:
+                message = _("已把 %(n)s 个商机迁移到「%(stage)s」", n=moved, stage=target.name)
+                flash(str(message), "success")
+                return redirect(url_for(".show", pk=pk))
+        others = select(Stage).where(Stage.pipeline_id == stage.pipeline_id, Stage.id != stage.id)
+        choices = [(s.id, s.name) for s in db.session.scalars(others.order_by(Stage.position))]
+        page = self.render_template(
+            "crm/sales_choose.html",
+            title=_("迁移商机到..."),
+            intro=_("把阶段「%(stage)s」(%(pipeline)s) 中的商机全部迁移到:", stage=stage.name,
+                    pipeline=stage.pipeline.name),
+            names=[],
+            ids=[],
+            field="target_id",
+            label=_("目标阶段"),
+            choices=choices,
+            chosen=request.form.get("target_id", type=int),
+            back=url_for(".show", pk=pk),
+        )  # fmt: skip
+        return page, status
 
 
 class PipelineView(CrmModelView):
@@ -126,49 +205,6 @@ class PipelineView(CrmModelView):
     show_columns = add_columns = edit_columns = ["name", "description", "position", "active"]
     base_order = ("position", "asc")
     related_views = [StageView]
-
-
-# --- leads ---------------------------------------------------------------------------------------
-LEAD_FIELDS = [
-    "name",
-    "company",
-    "title",
-    "mobile",
-    "phone",
-    "email",
-    "source",
-    "interest",
-    "status",
-    "owner",
-    "notes",
-]
-
-
-class LeadView(CrmModelView):
-    datamodel = CrmInterface(Lead)
-    list_title = _("线索")
-    label_columns = LABELS
-    list_columns = ["name", "company", "mobile", "source", "status", "owner", "created_at"]
-    show_columns = [*LEAD_FIELDS, "converted_at", "customer", "contact", "created_at"]
-    add_columns = edit_columns = LEAD_FIELDS
-    search_columns = ["name", "company", "mobile", "email", "source", "status", "owner"]
-    order_columns = ["name", "company", "status", "created_at"]
-    base_order = ("id", "desc")
-    add_form_query_rel_fields = edit_form_query_rel_fields = OWNER_CHOICES
-
-    @expose("/convert/<int:pk>", methods=["POST"])
-    @has_access
-    @permission_name("edit")
-    def convert(self, pk: int) -> Any:
-        """The convert button of a lead: attach to the customer the user chose, or create one."""
-        lead = self.datamodel.get(pk, self._base_filters)
-        if lead is None:
-            flash(str(_("线索不存在或您无权访问")), "danger")
-            return redirect(url_for(".list"))
-        chosen = request.form.get("customer_id", type=int)
-        work = lambda: convert_lead(db.session, lead, current_actor(), customer_id=chosen)  # noqa: E731
-        to_customer = lambda created: url_for("CustomerView.show", pk=created["customer_id"])  # noqa: E731
-        return run_and_redirect(work, str(_("线索已转化")), to_customer, url_for(".show", pk=pk))
 
 
 # --- opportunities -------------------------------------------------------------------------------
@@ -218,6 +254,7 @@ INTERACTION_FIELDS = [
     "duration_minutes",
     "customer",
     "contact",
+    "lead",
     "opportunity",
     "subject",
     "content",
@@ -235,13 +272,13 @@ class InteractionView(CrmModelView):
     list_columns = ["occurred_at", "kind", "customer", "subject", "owner", "next_contact_at"]
     show_columns = [*INTERACTION_FIELDS, "owner", "created_at"]
     add_columns = edit_columns = INTERACTION_FIELDS
-    search_columns = ["kind", "customer", "occurred_at", "next_contact_at", "owner"]
+    search_columns = ["kind", "customer", "lead", "occurred_at", "next_contact_at", "owner"]
     order_columns = ["occurred_at", "next_contact_at"]
     base_order = ("occurred_at", "desc")
-    add_form_extra_fields = edit_form_extra_fields = _customer_fields()
+    add_form_extra_fields = edit_form_extra_fields = _customer_and_lead_fields()
 
 
-TASK_FIELDS = ["title", "due_at", "status", "owner", "customer", "opportunity", "notes"]
+TASK_FIELDS = ["title", "due_at", "status", "owner", "customer", "lead", "opportunity", "notes"]
 
 
 class TaskView(CrmModelView):
@@ -251,11 +288,153 @@ class TaskView(CrmModelView):
     list_columns = ["title", "due_at", "status", "owner", "customer"]
     show_columns = [*TASK_FIELDS, "done_at", "created_at"]
     add_columns = edit_columns = TASK_FIELDS
-    search_columns = ["title", "status", "due_at", "owner", "customer"]
+    search_columns = ["title", "status", "due_at", "owner", "customer", "lead"]
     order_columns = ["due_at", "status"]
     base_order = ("due_at", "asc")
-    add_form_extra_fields = edit_form_extra_fields = _customer_fields()
+    add_form_extra_fields = edit_form_extra_fields = _customer_and_lead_fields()
     add_form_query_rel_fields = edit_form_query_rel_fields = OWNER_CHOICES
+
+
+# --- leads ---------------------------------------------------------------------------------------
+LEAD_FIELDS = [
+    "name",
+    "company",
+    "title",
+    "mobile",
+    "phone",
+    "email",
+    "source",
+    "interest",
+    "status",
+    "owner",
+    "notes",
+]
+
+
+class LeadView(CrmModelView):
+    datamodel = CrmInterface(Lead)
+    list_title = _("线索")
+    label_columns = LABELS
+    list_columns = ["name", "company", "mobile", "source", "status", "owner", "created_at"]
+    show_columns = [*LEAD_FIELDS, "converted_at", "customer", "contact", "created_at"]
+    add_columns = edit_columns = LEAD_FIELDS
+    search_columns = ["name", "company", "mobile", "email", "source", "status", "owner"]
+    order_columns = ["name", "company", "status", "created_at"]
+    base_order = ("id", "desc")
+    add_form_query_rel_fields = edit_form_query_rel_fields = OWNER_CHOICES
+    related_views = [InteractionView, TaskView]
+    method_permission_name = {
+        "convert_action": "edit",
+        "convert": "edit",
+        "assign_action": "edit",
+        "assign_form": "edit",
+    }
+
+    def _lead(self, pk: int) -> Lead:
+        """The lead within the user's data scope, else 404 (as its show page)."""
+        lead = self.datamodel.get(pk, self._base_filters)
+        if lead is None:
+            abort(404)
+        return lead
+
+    @action("convert_action", _("转化"), None, "fa-random")
+    def convert_action(self, items: Any) -> Any:
+        return _choose_one(items, ".convert", _("请只选择一条线索进行转化"))
+
+    @expose("/convert/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    def convert(self, pk: int) -> Any:
+        """The convert form of a lead: the duplicate check's candidates to attach to (those inside
+        the user's data scope) or a new customer and contact, and optionally an opportunity.
+        Converts through app.sales.convert_lead, as the API does."""
+        lead = self._lead(pk)
+        form, status = request.form, 200
+        try:
+            ensure_convertible(lead)
+        except DomainError as exc:  # converted already: said, with no form to send again
+            refused = _refused(exc)
+            return self._convert_page(lead, [], form), refused if request.method == "POST" else 200
+        candidates = conversion_candidates(db.session, lead, current_actor())
+        if request.method == "POST":
+            choice = form.get("customer", "")
+            try:
+                created = convert_lead(
+                    db.session,
+                    lead,
+                    current_actor(),
+                    customer_id=int(choice) if choice.isdigit() else None,
+                    new_customer=choice == "new",
+                    create_opportunity=form.get("create_opportunity") == "y",
+                    opportunity_name=form.get("opportunity_name") or None,
+                    pipeline_id=form.get("pipeline_id", type=int),
+                    amount=form.get("amount"),
+                    expected_close=form.get("expected_close"),
+                )
+            except DomainError as exc:
+                status = _refused(exc)
+            else:
+                flash(str(_("线索已转化")), "success")
+                return redirect(url_for("CustomerView.show", pk=created["customer_id"]))
+        return self._convert_page(lead, candidates, form), status
+
+    def _convert_page(self, lead: Lead, candidates: list[Any], form: Any) -> str:
+        visible = [c for c in candidates if c.visible]
+        default = str(visible[0].id) if visible else "new"
+        return self.render_template(
+            "crm/lead_convert.html",
+            title=_("转化线索"),
+            lead=lead,
+            convertible=lead.status != "converted" and lead.customer_id is None,
+            candidates=candidates,
+            pipelines=active_pipelines(db.session),
+            values={
+                "customer": form.get("customer", default),
+                "create_opportunity": form.get("create_opportunity", "y" if request.method == "GET" else ""),
+                "opportunity_name": form.get("opportunity_name", ""),
+                "pipeline_id": form.get("pipeline_id", type=int) or default_pipeline_id(db.session),
+                "amount": form.get("amount", ""),
+                "expected_close": form.get("expected_close", ""),
+            },
+        )
+
+    @action("assign_action", _("分配给..."), None, "fa-share")
+    def assign_action(self, items: Any) -> Any:
+        ids = ",".join(str(item.id) for item in _selected(items))
+        return redirect(url_for(".assign_form", ids=ids))
+
+    @expose("/assign", methods=["GET", "POST"])
+    @has_access
+    def assign_form(self) -> Any:
+        """Give the selected leads to a user the actor may assign to (app.sales.assign_leads)."""
+        ids = [int(p) for p in request.values.get("ids", "").split(",") if p.strip().isdigit()][:1000]
+        leads = [lead for lead in (self.datamodel.get(i, self._base_filters) for i in ids) if lead]
+        status = 200
+        if request.method == "POST":
+            try:
+                owner_id = request.form.get("owner_id", type=int)
+                done = assign_leads(db.session, leads, owner_id, current_actor())
+            except DomainError as exc:
+                status = _refused(exc)
+            else:
+                flash(str(_("已分配 %(n)s 条线索", n=done)), "success")
+                return redirect(url_for(".list"))
+        allowed = assignable_user_ids(db.session, current_actor())
+        users = select(CrmUser).where(CrmUser.active.is_(True)).order_by(CrmUser.username)
+        if allowed is not None:
+            users = users.where(CrmUser.id.in_(sorted(allowed)))
+        page = self.render_template(
+            "crm/sales_choose.html",
+            title=_("分配线索"),
+            intro=_("已选择 %(n)s 条线索", n=len(leads)),
+            names=[str(lead) for lead in leads[:50]],
+            ids=[lead.id for lead in leads],
+            field="owner_id",
+            label=_("负责人"),
+            choices=[(u.id, f"{u} ({u.username})") for u in db.session.scalars(users)],
+            chosen=request.form.get("owner_id", type=int),
+            back=url_for(".list"),
+        )
+        return page, status
 
 
 # --- REST ----------------------------------------------------------------------------------------
@@ -330,6 +509,10 @@ class LeadApi(CrmModelApi):
                   type: object
                   properties:
                     customer_id: {type: integer, description: attach to this existing customer}
+                    new_customer:
+                      type: boolean
+                      default: false
+                      description: create a new customer although similar ones exist (the 409)
                     create_opportunity: {type: boolean, default: true}
                     opportunity_name: {type: string}
                     pipeline_id: {type: integer}
@@ -339,7 +522,9 @@ class LeadApi(CrmModelApi):
             200: {description: 'the ids created or used: customer_id, contact_id, opportunity_id'}
             400: {$ref: '#/components/responses/400'}
             404: {$ref: '#/components/responses/404'}
-            409: {description: 'similar customers exist: candidates lists their ids; send customer_id'}
+            409:
+              description: >
+                similar customers exist: candidates lists their ids; send customer_id or new_customer
         """
         lead = self.datamodel.get(pk, self._base_filters)
         if lead is None:
@@ -353,6 +538,7 @@ class LeadApi(CrmModelApi):
                 lead,
                 current_actor(),
                 customer_id=body.get("customer_id"),
+                new_customer=body.get("new_customer") is True,
                 create_opportunity=bool(body.get("create_opportunity", True)),
                 opportunity_name=body.get("opportunity_name"),
                 pipeline_id=body.get("pipeline_id"),
@@ -425,7 +611,7 @@ class InteractionApi(CrmModelApi):
         "custom",
         "created_at",
     ]
-    add_columns = edit_columns = [*INTERACTION_FIELDS, "lead", "custom"]
+    add_columns = edit_columns = [*INTERACTION_FIELDS, "custom"]
     order_columns = ["id", "occurred_at", "next_contact_at"]
     search_columns = ["kind", "customer", "contact", "opportunity", "lead", "occurred_at", "next_contact_at"]
 
@@ -443,7 +629,7 @@ class TaskApi(CrmModelApi):
         "custom",
         "created_at",
     ]
-    add_columns = edit_columns = [*TASK_FIELDS, "lead", "custom"]
+    add_columns = edit_columns = [*TASK_FIELDS, "custom"]
     order_columns = ["id", "due_at", "status"]
     search_columns = ["title", "status", "due_at", "owner", "customer", "lead", "opportunity"]
     add_query_rel_fields = edit_query_rel_fields = OWNER_CHOICES

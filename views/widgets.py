@@ -16,7 +16,7 @@ from app.extensions import db
 from app.search import visible_record
 from models.customers import Contact, Customer
 from models.orders import Order
-from models.sales import Opportunity
+from models.sales import Lead, Opportunity
 from models.service import Ticket
 
 
@@ -102,6 +102,7 @@ REMOTE_KINDS: dict[type, str] = {
     Order: "order",
     Opportunity: "opportunity",
     Ticket: "ticket",
+    Lead: "lead",
 }
 
 
@@ -130,6 +131,11 @@ def remote_search_fields(
 
 def customer_select(label: Any) -> RemoteSelectField:
     """Pick a customer by typing: the list of customers is too large for a plain select."""
+    return remote_select(label, Customer)
+
+
+def remote_select(label: Any, model: type) -> RemoteSelectField:
+    """Pick a record of a large table (REMOTE_KINDS) by typing, in an add or edit form."""
     return RemoteSelectField(
-        label, model=Customer, session_getter=lambda: db.session, url="/api/v1/search/", kind="customer"
+        label, model=model, session_getter=lambda: db.session, url="/api/v1/search/", kind=REMOTE_KINDS[model]
     )
