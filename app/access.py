@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -206,13 +207,11 @@ UNSCOPED_MODELS = frozenset(
         # current user) for everyone, the outbox is for admins only (role permissions)
         "Notification",
         "OutboxMessage",
-        # configuration an admin edits: pools and their rules, approval flows and their steps;
-        # sales targets are team goals everyone in sales may read
+        # configuration an admin edits: pools and their rules, approval flows and their steps
         "CustomerPool",
         "PoolRule",
         "ApprovalFlow",
         "ApprovalStep",
-        "SalesTarget",
         # field permissions (字段权限): rules an admin edits
         "FieldRule",
         # the service desk's business types and assignment rules: settings an admin edits
@@ -241,7 +240,11 @@ def extend_scope(model: type, also_visible: Callable[[CrmUser], ColumnElement[bo
 
 def is_scoped(model: type) -> bool:
     """Whether rows of this model are filtered by data scope."""
-    return issubclass(model, OwnedMixin) or bool(getattr(model, "__scope_parent__", None))
+    return (
+        issubclass(model, OwnedMixin)
+        or bool(getattr(model, "__scope_parent__", None))
+        or bool(getattr(model, "__scope_subject__", None))
+    )
 
 
 def scope_clause(
@@ -265,6 +268,8 @@ def scope_clause(
             clause = or_(clause, team)
         also_visible = SCOPE_EXTENSIONS.get(model)
         return clause if also_visible is None or write else or_(clause, also_visible(user))
+    if getattr(model, "__scope_subject__", None):
+        return subject_clause(session, model, user, write)
     parent_name = getattr(model, "__scope_parent__", None)
     if parent_name:
         relationship = getattr(model, parent_name)
@@ -276,6 +281,78 @@ def scope_clause(
         (parent_key,) = inspect(parent_model).primary_key
         return foreign_key.in_(select(parent_key).where(parent_clause))
     return None
+
+
+# --- records that belong to a person or to a department (业绩目标) --------------------------------
+@dataclass(frozen=True)
+class Subjects:
+    """Whose records (a person's or a department's) a user's data scope covers: `everyone`, or
+    the people named, the people now in `member_departments`, and the departments named."""
+
+    everyone: bool = False
+    people: frozenset[int] = frozenset()
+    member_departments: frozenset[int] = frozenset()
+    departments: frozenset[int] = frozenset()
+
+
+def covered_subjects(session: Session, model: type, user: CrmUser | None, write: bool = False) -> Subjects:
+    """The people and departments whose rows of `model` (one with `__scope_subject__`) the user
+    reaches. A person's row follows the person: theirs, and whoever's scope covers them (their
+    manager chain, their department or a department above it). A department's row: the
+    departments the scope covers and, for reading only, the user's own department (a rep sees
+    their team's target but may not change it). One decision for the SQL filter and the check
+    of values about to be written (subject_in_scope)."""
+    if not _is_active(user):
+        return Subjects()
+    scope = user_scope(session, user, entity_name(model))
+    own = frozenset({user.department_id} if user.department_id and not write else ())
+    if scope == "all":
+        return Subjects(everyone=True)
+    if scope == "subordinates":
+        return Subjects(people=frozenset(subordinate_ids(session, user.id)), departments=own)
+    if scope in ("department", "department_tree") and user.department_id:
+        tree = frozenset({user.department_id})
+        if scope == "department_tree":
+            tree = frozenset(department_tree_ids(session, user.department_id))
+        return Subjects(people=frozenset({user.id}), member_departments=tree, departments=tree)
+    return Subjects(people=frozenset({user.id}), departments=own)
+
+
+def subject_clause(
+    session: Session, model: type, user: CrmUser | None, write: bool = False
+) -> ColumnElement[bool]:
+    """covered_subjects as the SQL condition on the model's person and department columns."""
+    subjects = covered_subjects(session, model, user, write)
+    if subjects.everyone:
+        return true()
+    person, department = (getattr(model, name) for name in model.__scope_subject__)
+    parts = []
+    if subjects.people:
+        parts.append(person.in_(sorted(subjects.people)))
+    if subjects.member_departments:
+        members = select(CrmUser.id).where(CrmUser.department_id.in_(sorted(subjects.member_departments)))
+        parts.append(person.in_(members))
+    if subjects.departments:
+        parts.append(department.in_(sorted(subjects.departments)))
+    return or_(*parts) if parts else false()
+
+
+def subject_in_scope(
+    session: Session, model: type, user: CrmUser | None, person_id: int | None, department_id: int | None
+) -> bool:
+    """Whether the user may write a row of `model` that belongs to this person or department
+    (before it is saved: a new target, or one moved to someone else)."""
+    subjects = covered_subjects(session, model, user, write=True)
+    if subjects.everyone:
+        return True
+    if person_id is not None:
+        if person_id in subjects.people:
+            return True
+        if not subjects.member_departments:
+            return False
+        home = session.scalar(select(CrmUser.department_id).where(CrmUser.id == person_id))
+        return home in subjects.member_departments
+    return department_id is not None and department_id in subjects.departments
 
 
 #: above this many branches (a scope of many subordinates or departments), first_in_scope sorts

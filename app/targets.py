@@ -28,8 +28,8 @@ from flask_babel import lazy_gettext as lazy
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from app.access import department_tree_ids
-from app.errors import ErrorCollector
+from app.access import department_tree_ids, subject_in_scope
+from app.errors import AccessDenied, ErrorCollector
 from app.services import RecordService, text_up_to
 from models.orders import TARGET_METRICS, TARGET_PERIODS, Order, Payment, SalesTarget
 from models.security import CrmUser
@@ -97,6 +97,40 @@ class SalesTargetService(RecordService):
             duplicate = duplicate.where(SalesTarget.id != pk)
         if session.scalar(duplicate) is not None:
             errors.add("period_start", _("该周期已有同一指标的目标"))
+
+    def authorize(self, session: Session, item: Any, actor: CrmUser | None) -> None:
+        """Only a role that may set targets, and only for people and departments within the
+        actor's data scope (app.access): a manager sets their own team's, not another team's.
+        The stored row is checked by require_writable; this checks where it goes."""
+        if actor is None:
+            return
+        if not may_manage_targets(actor):
+            raise AccessDenied(_("您的角色不能设置业绩目标"))
+        person = item.user.id if item.user is not None else item.user_id
+        department = item.department.id if item.department is not None else item.department_id
+        if not subject_in_scope(session, SalesTarget, actor, person, department):
+            field = "user" if person is not None else "department"
+            raise AccessDenied({field: [_("您只能为自己数据权限内的人员或部门设置业绩目标")]})
+
+
+#: the permissions (app/security.py: TARGETS with WRITE) that let a role set targets
+MANAGE_PERMISSIONS = frozenset(
+    {
+        ("can_add", "SalesTargetView"),
+        ("can_edit", "SalesTargetView"),
+        ("can_delete", "SalesTargetView"),
+        ("can_post", "SalesTargetApi"),
+        ("can_put", "SalesTargetApi"),
+        ("can_delete", "SalesTargetApi"),
+    }
+)
+
+
+def may_manage_targets(actor: CrmUser) -> bool:
+    """Whether one of the actor's roles may write targets: the role permissions an admin sets
+    decide, so the CLI, import and the worker obey the same rule as the screens and REST."""
+    permissions = current_app.appbuilder.sm.get_user_permissions(actor)
+    return not MANAGE_PERMISSIONS.isdisjoint(permissions)
 
 
 # --- actuals -----------------------------------------------------------------------------------------

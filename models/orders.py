@@ -255,12 +255,16 @@ TARGET_PERIODS = Choices(("month", "月度"), ("quarter", "季度"), ("year", "�
 TARGET_METRICS = Choices(("contract", "合同金额"), ("collected", "回款金额"))
 
 
-class SalesTarget(TimestampMixin, Model):
+class SalesTarget(TimestampMixin, CustomFieldsMixin, Model):
     """业绩目标: an amount to reach per person or department, per month, quarter or year, for
     contract amount (approved orders) or collected amount (approved collections)."""
 
     __tablename__ = "crm_sales_target"
+    __entity_label__ = lazy_gettext("业绩目标")
     __money__ = ("amount",)
+    #: data scope (app.access.subject_clause): a person's target follows the person, a
+    #: department's the department
+    __scope_subject__ = ("user_id", "department_id")
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id", ondelete="CASCADE"), index=True)

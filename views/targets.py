@@ -96,6 +96,7 @@ TARGET_COLUMNS = [
     "metric",
     "amount",
     "notes",
+    "custom",
     "updated_at",
 ]
 
@@ -106,7 +107,7 @@ class SalesTargetApi(CrmModelApi):
     resource_name = "target"
     datamodel = CrmInterface(SalesTarget)
     list_columns = show_columns = TARGET_COLUMNS
-    add_columns = edit_columns = TARGET_FIELDS
+    add_columns = edit_columns = [*TARGET_FIELDS, "custom"]
     order_columns = ["id", "period_start", "amount", "period", "metric"]
     search_columns = ["user", "department", "period", "period_start", "metric"]
 
