@@ -291,11 +291,19 @@ class OrderService(OwnedRecordService):
 
     def after_save(self, session: Session, item: Order) -> None:
         """A voided order's pending approval is withdrawn in the same transaction: nobody should
-        go on approving an order that no longer exists."""
+        go on approving an order that no longer exists. So are those of its collections and
+        invoices, which go back to draft: approving or rejecting them is refused once the order
+        is voided, so their requests would otherwise wait forever, and a pending record can
+        be neither changed nor deleted."""
         super().after_save(session, item)
         if item.status == "voided":
             reason = str(_("订单已作废: %(reason)s", reason=item.void_reason or ""))
             approvals.cancel_pending(session, "order", item.id, reason)
+            for model, document in ((Payment, "payment"), (Invoice, "invoice")):
+                waiting = select(model).where(model.order_id == item.id, model.status == "pending")
+                for record in list(session.scalars(waiting)):
+                    approvals.cancel_pending(session, document, record.id, reason)
+                    record.status = "draft"
 
     def before_delete(self, session: Session, item: Order) -> None:
         """Only drafts (and orders voided before approval) go; approved money is only voided."""
@@ -572,11 +580,12 @@ class MoneyDocumentService(RecordService):
     def check(self, session: Session, values: dict[str, Any], pk: Any, errors: ErrorCollector) -> None:
         values["status"] = values.get("status") or "draft"
         _positive(values, errors, "amount")
-        order = _check_order(
-            session, values, errors, LIVE_ORDER, _("订单审批通过后才能登记%(what)s", what=self.what)
-        )
         before = _stored(session, self.model, pk)
         previous = before.status if before else None
+        # withdrawn (pending -> draft) because its order was voided (OrderService.after_save)
+        withdrawn = ("voided",) if previous == "pending" and values["status"] == "draft" else ()
+        message = _("订单审批通过后才能登记%(what)s", what=self.what)
+        order = _check_order(session, values, errors, (*LIVE_ORDER, *withdrawn), message)
         if previous is None and values["status"] != "draft":
             errors.add("status", _("请通过「提交审批」提交"))
         elif previous is not None and values["status"] != previous:
