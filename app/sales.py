@@ -497,6 +497,10 @@ def record_stage_changes(session: Session) -> None:
 
 
 # --- follow-ups and tasks ------------------------------------------------------------------------
+#: a follow-up records what happened: a time later than now by more than a clock's drift is refused
+CLOCK_SKEW = dt.timedelta(minutes=10)
+
+
 class InteractionService(RecordService):
     model = Interaction
     choices = {"kind": INTERACTION_KINDS}
@@ -519,6 +523,8 @@ class InteractionService(RecordService):
                 if belongs is not None and belongs != customer_id:
                     errors.add(field, _("所选记录不属于该客户"))
         next_at, occurred = values.get("next_contact_at"), values.get("occurred_at")
+        if occurred and occurred > utcnow() + CLOCK_SKEW:
+            errors.add("occurred_at", _("跟进时间不能晚于现在: 计划中的联系请填「下次联系时间」或建任务"))
         if next_at and occurred and next_at < occurred:
             errors.add("next_contact_at", _("下次联系时间应晚于本次跟进时间"))
 
@@ -535,9 +541,46 @@ class InteractionService(RecordService):
         require_visible(session, Lead, lead_id, actor, "lead", _("线索"))
 
 
+def _recompute_last_follow_up(session: Session) -> None:
+    """A follow-up deleted, moved to an earlier time or to another customer: its (old) customer's
+    last follow-up time becomes that of its latest remaining follow-up, so a deleted or corrected
+    record no longer keeps the customer out of the pool's no-follow-up rule."""
+    stale: set[int] = set()
+    leaving: set[int] = set()
+    for item in session.deleted:
+        if isinstance(item, Interaction):
+            stale.add(item.customer_id)
+            leaving.add(item.id)
+    for item in session.dirty:
+        if not isinstance(item, Interaction):
+            continue
+        moved = inspect(item).attrs.occurred_at.history.deleted
+        customers = inspect(item).attrs.customer_id.history.deleted
+        if moved or customers:
+            stale.update(c for c in customers if c is not None)
+            if moved and item.customer_id is not None:
+                stale.add(item.customer_id)
+            leaving.add(item.id)
+    if not stale:
+        return
+    pending = [i for i in [*session.new, *session.dirty] if isinstance(i, Interaction)]
+    for customer_id in stale:
+        customer = session.get(Customer, customer_id)
+        if customer is None or customer in session.deleted:
+            continue
+        stored = session.scalar(
+            select(func.max(Interaction.occurred_at)).where(
+                Interaction.customer_id == customer_id, Interaction.id.not_in(leaving)
+            )
+        )
+        moments = [stored, *(i.occurred_at for i in pending if i.customer_id == customer_id)]
+        customer.last_followup_at = max((m for m in moments if m is not None), default=None)
+
+
 def follow_up_effects(session: Session) -> None:
     """A follow-up moves its customer's last follow-up (and next contact) time, and its next
     contact time becomes a task for whoever followed up (moved, not duplicated, on edit)."""
+    _recompute_last_follow_up(session)
     for item in [*session.new, *session.dirty]:
         if not isinstance(item, Interaction):
             continue

@@ -3,6 +3,7 @@ no-moving-back rule, follow-ups and their tasks, validation and data scope of ev
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from typing import Any
 
@@ -14,8 +15,9 @@ from app.extensions import db
 from app.orders import local_today
 from app.sales import move_opportunities
 from app.service import create_ticket
+from models.base import utcnow
 from models.customers import Contact, Customer
-from models.sales import Lead, Opportunity, Pipeline, Stage, StageChange, Task
+from models.sales import Interaction, Lead, Opportunity, Pipeline, Stage, StageChange, Task
 from tests.conftest import unique_mobile, unique_name, user
 from tests.test_orders import call
 from tests.test_payments import payment
@@ -247,6 +249,43 @@ def test_follow_up_moves_the_customer_and_schedules_the_next_contact(api_as) -> 
     db.session.expire_all()
     tasks = db.session.scalars(select(Task).where(Task.customer_id == customer)).all()
     assert len(tasks) == 1 and f"{tasks[0].due_at:%Y-%m-%d}" == "2026-12-05"
+
+
+def test_last_follow_up_time_follows_deletes_and_corrections(api_as) -> None:
+    """Deleting the latest follow-up, or moving it earlier, gives the customer the time of its
+    latest remaining one (a mistyped record must not keep the customer out of the pool)."""
+    customer = new_customer(api_as)
+    ids = [
+        post(api_as, "rep_a", "interaction", {"customer": customer, "content": f"第{day}天", "occurred_at": f"2026-11-{day:02d} 10:00:00"}).json["id"]  # noqa: E501
+        for day in (3, 10, 17)
+    ]  # fmt: skip
+
+    def last() -> str:
+        db.session.expire_all()
+        moment = db.session.get(Customer, customer).last_followup_at
+        return f"{moment:%m-%d}" if moment else "none"
+
+    assert last() == "11-17"
+    client, headers = api_as("rep_a")
+    assert client.delete(f"/api/v1/interaction/{ids[2]}", headers=headers).status_code == 200
+    assert last() == "11-10"
+    earlier = put(api_as, "rep_a", "interaction", ids[1], {"occurred_at": "2026-11-01 10:00:00"})
+    assert earlier.status_code == 200, earlier.json
+    assert last() == "11-03"
+    for pk in ids[:2]:
+        assert client.delete(f"/api/v1/interaction/{pk}", headers=headers).status_code == 200
+    assert last() == "none"
+
+
+def test_a_follow_up_cannot_happen_in_the_future(api_as) -> None:
+    customer = new_customer(api_as)
+    later = (utcnow() + dt.timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S")
+    body = {"customer": customer, "content": "明天拜访", "occurred_at": later}
+    refused = post(api_as, "rep_a", "interaction", body)
+    assert refused.status_code == 400 and "occurred_at" in refused.json["message"]
+    assert "下次联系时间" in str(refused.json["message"]["occurred_at"])
+    assert db.session.scalar(select(func.count()).where(Interaction.customer_id == customer)) == 0
+    assert db.session.get(Customer, customer).last_followup_at is None
 
 
 def test_follow_up_rules(api_as) -> None:

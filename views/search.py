@@ -52,7 +52,7 @@ class SearchApi(BaseApi):
     @expose("/", methods=["GET"])
     @protect()
     def get(self):  # noqa: ANN201 - FAB response
-        """Search customers and contacts, or pick an order, opportunity or ticket.
+        """Search customers and contacts, or pick an order, opportunity, ticket or lead.
         ---
         get:
           parameters:
@@ -61,14 +61,14 @@ class SearchApi(BaseApi):
             schema: {type: string}
             description: >
               customers and contacts: name (contains), mobile or phone (prefix) or e-mail
-              (prefix); orders and tickets: number (prefix); opportunities: name (prefix)
+              (prefix); orders and tickets: number (prefix); opportunities and leads: name (prefix)
           - in: query
             name: kind
-            schema: {type: string, enum: [customer, contact, order, opportunity, ticket]}
+            schema: {type: string, enum: [customer, contact, order, opportunity, ticket, lead]}
           - in: query
             name: id
             schema: {type: integer}
-            description: orders, opportunities and tickets only, the one record with this id
+            description: orders, opportunities, tickets and leads only, the one record with this id
           - in: query
             name: limit
             schema: {type: integer, maximum: 50}
