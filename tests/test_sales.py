@@ -433,6 +433,7 @@ def test_customer_360_timeline_and_figures(api_as, login_as, pipeline) -> None:
     assert call(api_as, "finance", "POST", f"/api/v1/payment/{paid.json['id']}/submit").status_code == 200
     complaint = create_ticket(
         db.session, actor=user("rep_a"), subject="液碱包装破损", description="到货时桶有裂纹",
+        channel="staff",
         customer_id=customer,
     )  # fmt: skip
     db.session.commit()
