@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import delete, func, select
 
+from app.analytics import Filters, sales
 from app.errors import AccessDenied
 from app.extensions import db
 from app.services import service_for
@@ -257,3 +258,12 @@ def test_targets_carry_custom_fields(targets, api_as, clean_custom_fields) -> No
     finally:
         db.session.execute(delete(SalesTarget).where(SalesTarget.id == created.json["id"]))
         db.session.commit()
+
+
+@pytest.mark.parametrize("username", ["rep_a", "manager1", "director"])
+def test_the_dashboard_shows_the_targets_the_screen_shows(targets, username: str) -> None:
+    """业绩目标完成率 reads the targets' own scope rule: a rep sees their department's target too."""
+    year = Filters(date_from=dt.date(YEAR, 1, 1), date_to=dt.date(YEAR, 12, 31))
+    table = sales.targets(db.session, user(username), year)
+    shown = {int(amount) for amount in table["target"]} if len(table) else set()
+    assert shown == {int(TARGETS[name][1]) for name in SEES[username]}

@@ -30,7 +30,13 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import True_
 
-from app.access import department_tree_ids, disjoint_owner_branches, local_today, owner_clause
+from app.access import (
+    department_tree_ids,
+    disjoint_owner_branches,
+    local_today,
+    owner_clause,
+    scope_clause,
+)
 from app.analytics import Chart, Filters, links, register
 from app.analytics.export import row_ids
 from app.analytics.rollups import (
@@ -533,7 +539,7 @@ def person_link(row: dict[str, Any], filters: Filters) -> str | None:
 
 # --- targets against actuals -------------------------------------------------------------------------
 def targets(session: Session, user: CrmUser, filters: Filters) -> pd.DataFrame:
-    """业绩目标完成率: the targets of the people and departments within the user's data scope whose
+    """业绩目标完成率: the targets the user may see (their data scope of targets) whose
     period starts in the date range (default: the month, quarter and year containing today),
     with their actuals from app.targets.progress (approval time, the company's time zone).
     Custom-field filters do not apply (a target is not per customer)."""
@@ -541,7 +547,7 @@ def targets(session: Session, user: CrmUser, filters: Filters) -> pd.DataFrame:
     query = (
         select(SalesTarget)
         .outerjoin(who, who.c.id == SalesTarget.user_id)
-        .where(owner_clause(session, _TargetColumns(who), user))
+        .where(scope_clause(session, SalesTarget, user))  # the targets' own rule, as on their screen
     )
     if filters.date_from or filters.date_to:
         first, last = month_range(filters)
@@ -598,19 +604,6 @@ def targets(session: Session, user: CrmUser, filters: Filters) -> pd.DataFrame:
 def _period_start(period: str, day: dt.date) -> dt.date:
     months = PERIOD_MONTHS[period]
     return day.replace(month=(day.month - 1) // months * months + 1, day=1)
-
-
-class _TargetColumns:
-    """A target's person and department as the owner and department app.access reads: a
-    person's target is theirs (their department as it is now), a department's target that
-    department's; the user's data scope of orders decides which they see."""
-
-    __tablename__ = "crm_order"
-
-    def __init__(self, who: Any) -> None:
-        self.__name__ = "SalesTarget"
-        self.owner_id = SalesTarget.user_id
-        self.department_id = func.coalesce(SalesTarget.department_id, who.c.department_id)
 
 
 def targets_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
