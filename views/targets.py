@@ -10,11 +10,14 @@ from decimal import Decimal
 from typing import Any
 
 from flask_appbuilder.api import API_RESULT_RES_KEY
+from flask_appbuilder.models.filters import BaseFilter
 from flask_babel import lazy_gettext as _
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
+from app.access import covered_subjects, current_actor
 from app.targets import progress
 from models.orders import SalesTarget
+from models.security import CrmUser
 from views.base import CrmInterface, CrmModelApi, CrmModelView
 from views.formatters import cny
 
@@ -32,6 +35,29 @@ LABELS = {
     "updated_at": _("更新时间"),
 }
 TARGET_FIELDS = ["user", "department", "period", "period_start", "metric", "amount", "notes"]
+
+
+class TargetSubjectFilter(BaseFilter):
+    """The person and department dropdowns of a target's form offer whom the user may set targets
+    for (app.access.covered_subjects for writing; the service refuses anyone else anyway)."""
+
+    name = "target subjects"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        subjects = covered_subjects(self.datamodel.session, SalesTarget, current_actor(), write=True)
+        if subjects.everyone:
+            return query
+        if self.model is CrmUser:
+            return query.filter(
+                or_(
+                    self.model.id.in_(sorted(subjects.people)),
+                    self.model.department_id.in_(sorted(subjects.member_departments)),
+                )
+            )
+        return query.filter(self.model.id.in_(sorted(subjects.departments)))
+
+
+SUBJECT_CHOICES = {field: [["id", TargetSubjectFilter, None]] for field in ("user", "department")}
 
 
 class TargetInterface(CrmInterface):
@@ -85,6 +111,7 @@ class SalesTargetView(CrmModelView):
         "metric": _("合同金额: 审批通过的订单/合同; 回款金额: 审批通过的回款"),
     }
     formatters_columns = {"actual": cny, "completion": percent}
+    add_form_query_rel_fields = edit_form_query_rel_fields = SUBJECT_CHOICES
 
 
 TARGET_COLUMNS = [
