@@ -692,3 +692,9 @@ def test_company_top_customers_are_precomputed_per_quick_range_and_stay_fresh(da
         session.execute(delete(RollupState).where(RollupState.fact == top_customers.STATE))
         session.execute(delete(TopCustomerRollup))
         session.commit()
+
+
+def test_a_line_without_a_product_has_no_link() -> None:
+    """Top products: lines typed as free text (no product) come back from pandas as NaN."""
+    assert sales.product_link({"product_id": float("nan")}, Filters()) is None
+    assert sales.product_link({"product_id": 7.0}, Filters()) == "/productview/show/7"

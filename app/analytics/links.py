@@ -12,6 +12,7 @@ Date-time columns are stored in UTC: a local day begins at app.service_analysis.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
@@ -26,16 +27,21 @@ GREATER = 1
 SMALLER = 2
 
 
+def missing(value: Any) -> bool:
+    """No value: None, "" or a pandas gap (NaN, e.g. an order line without a product)."""
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
 def list_link(view: str, params: dict[str, Any]) -> str:
-    """The list of a view (its endpoint name, e.g. "orderview") with FAB filters; None and ""
-    values are left out (no filter)."""
-    kept = {key: value for key, value in params.items() if value is not None and value != ""}
+    """The list of a view (its endpoint name, e.g. "orderview") with FAB filters; missing values
+    are left out (no filter)."""
+    kept = {key: value for key, value in params.items() if not missing(value)}
     return f"/{view}/list/" + (f"?{urlencode(kept, doseq=True)}" if kept else "")
 
 
 def show_link(view: str, pk: Any) -> str | None:
     """One record's page (None without a key)."""
-    return f"/{view}/show/{int(pk)}" if pk not in (None, "") else None
+    return None if missing(pk) else f"/{view}/show/{int(pk)}"
 
 
 def equal(column: str, value: Any, text: bool = False) -> dict[str, Any]:
