@@ -552,6 +552,17 @@ def test_locality_splits_and_filters_the_charts(data) -> None:
     assert rows(top, "customer_id", "revenue") == [(data["customers"][1], 2000.0)]
 
 
+@pytest.mark.parametrize(("top", "candidates"), [(10, 1), (1, 2), (1, 1), (10, 200)])
+def test_live_top_customers_with_a_filter_test_the_largest_first(data, monkeypatch, top, candidates) -> None:
+    """The live top customers test a custom-field filter on the largest customers first and on all
+    of them when too few of those match: the same answer either way (grade A: C3, then C1)."""
+    monkeypatch.setattr(sales, "TOP", top)
+    monkeypatch.setattr(sales, "CANDIDATES", candidates)
+    graded = Filters(date_from=Q1.date_from, date_to=Q1.date_to, custom={FIELD: "A"})
+    found = sales.top_customers(db.session, user("admin"), graded)  # Q1 2018: not a quick range
+    assert list(found["customer_id"]) == [data["customers"][2], data["customers"][0]][:top]
+
+
 def test_links_open_the_lists_of_the_bars(data, login_as) -> None:
     """A few links as the browser follows them: each opens a list (200) showing that bar's rows."""
     client = login_as("admin")
