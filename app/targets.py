@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from app.access import department_tree_ids, subject_in_scope
 from app.errors import AccessDenied, ErrorCollector
 from app.services import RecordService, text_up_to
-from models.orders import TARGET_METRICS, TARGET_PERIODS, Order, Payment, SalesTarget
+from models.orders import TARGET_METRICS, TARGET_PERIODS, Order, Payment, SalesTarget, target_subject
 from models.security import CrmUser
 
 PERIOD_MONTHS = {"month": 1, "quarter": 3, "year": 12}
@@ -83,12 +83,7 @@ class SalesTargetService(RecordService):
         if errors:
             return
         duplicate = select(SalesTarget.id).where(
-            SalesTarget.user_id.is_(None)
-            if values.get("user_id") is None
-            else SalesTarget.user_id == values["user_id"],
-            SalesTarget.department_id.is_(None)
-            if values.get("department_id") is None
-            else SalesTarget.department_id == values["department_id"],
+            SalesTarget.subject == target_subject(values.get("user_id"), values.get("department_id")),
             SalesTarget.period == period,
             SalesTarget.period_start == start,
             SalesTarget.metric == values.get("metric"),

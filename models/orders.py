@@ -6,9 +6,21 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 from flask_babel import lazy_gettext
-from sqlalchemy import Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.crypto import EncryptedString
@@ -277,12 +289,25 @@ class SalesTarget(TimestampMixin, CustomFieldsMixin, Model):
     metric: Mapped[str] = mapped_column(String(10), nullable=False, default="contract")
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2), nullable=False)
     notes: Mapped[str | None] = mapped_column(Text)
+    #: 'user:<id>' or 'department:<id>', kept by the flush (target_subject below): the unique key
+    #: needs a column that is never NULL, since (user_id, department_id, ...) with one of the two
+    #: always NULL never collides in SQL, and two Save clicks at once made two targets
+    subject: Mapped[str] = mapped_column(String(24), nullable=False)
 
     user: Mapped[CrmUser | None] = relationship(CrmUser, foreign_keys=[user_id])
     department: Mapped[Department | None] = relationship(Department)
 
     __table_args__ = (
-        UniqueConstraint(
-            "user_id", "department_id", "period", "period_start", "metric", name="uq_sales_target"
-        ),
+        UniqueConstraint("subject", "period", "period_start", "metric", name="uq_sales_target"),
     )
+
+
+def target_subject(user_id: int | None, department_id: int | None) -> str:
+    """The never-NULL half of a target's unique key: whose target it is."""
+    return f"user:{user_id}" if user_id is not None else f"department:{department_id}"
+
+
+@event.listens_for(SalesTarget, "before_insert")
+@event.listens_for(SalesTarget, "before_update")
+def _keep_subject(_mapper: Any, _connection: Any, target: SalesTarget) -> None:
+    target.subject = target_subject(target.user_id, target.department_id)

@@ -13,7 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.targets import period_end, period_start, progress, target_progress
@@ -257,6 +258,42 @@ def test_a_second_target_for_the_same_period_is_refused(targets, money, api_as) 
     assert again.status_code == 400 and "period_start" in again.json["message"]
     other_metric = client.post("/api/v1/target/", json={**body, "metric": "collected"}, headers=headers)
     assert other_metric.status_code == 201
+
+
+@pytest.mark.parametrize("whose", ["user", "department"])
+def test_the_database_refuses_a_second_target_that_raced_past_the_check(targets, money, whose) -> None:
+    """Two saves at once both pass the service's check (neither sees the other's row); the
+    unique key (subject, period, period_start, metric) must still let only one in. One of
+    user_id/department_id is always NULL, which is why the key holds `subject`, not the ids."""
+    subject = {"user": user("rep_b")} if whose == "user" else {"department_id": money["team1"]}
+    first = target("collected", "quarter", 4, **subject)
+    db.session.commit()
+    expected = f"user:{user('rep_b').id}" if whose == "user" else f"department:{money['team1']}"
+    assert first.subject == expected
+    # what the racing transaction writes once its check has passed
+    raced = {
+        "user_id": first.user_id,
+        "department_id": first.department_id,
+        "subject": first.subject,
+        "period": "quarter",
+        "period_start": first.period_start,
+        "metric": "collected",
+        "amount": Decimal("1"),
+    }
+    with pytest.raises(IntegrityError):
+        db.session.execute(insert(SalesTarget).values(**raced))
+    db.session.rollback()
+    kept = db.session.scalars(select(SalesTarget.amount).where(SalesTarget.subject == expected)).all()
+    assert kept == [Decimal("200000")]
+
+
+def test_the_subject_follows_an_edit_from_a_person_to_a_department(targets, money) -> None:
+    item = target("contract", "month", 5, user_id=user("rep_c").id)
+    item.user_id, item.department_id = None, money["team1"]
+    db.session.flush()
+    assert item.subject == f"department:{money['team1']}"
+    again = target("contract", "month", 5, user_id=user("rep_c").id)  # the person's slot is free again
+    assert again.subject == f"user:{user('rep_c').id}"
 
 
 def test_demo_flows_and_targets_load_once(app) -> None:
