@@ -312,8 +312,10 @@ def convert_lead(
     """Turn a lead into customer + contact (+ opportunity) in one transaction.
 
     When a customer like the lead's company exists and neither `customer_id` says which to
-    attach to nor `new_customer` confirms a new one, raises Conflict listing them (with owners),
-    so the user can attach instead of creating a second customer. A lead is converted once.
+    attach to nor `new_customer` confirms a new one, raises Conflict listing them as the 查重
+    rules let the actor learn them (conversion_candidates: name and id only inside the data
+    scope, else the masked owner and department), so the user can attach instead of creating a
+    second customer, or knows whom to ask. A lead is converted once.
     """
     ensure_convertible(lead)
     for field, value in (("customer_id", customer_id), ("pipeline_id", pipeline_id)):
@@ -321,25 +323,18 @@ def convert_lead(
             raise ValidationFailed({field: [_("请选择有效的记录")]})
     amount, expected_close = _conversion_values(amount, expected_close)
     if customer_id is None and not new_customer:
-        found = existing_customers(session, lead)
+        found = conversion_candidates(session, lead, actor)
         if found:
             raise Conflict(
                 {
                     "customer_id": [
                         _(
                             "已有相似客户,请选择要关联的客户或确认新建: %(list)s",
-                            list="; ".join(
-                                _(
-                                    "「%(name)s」(编号 %(id)s,负责人 %(owner)s)",
-                                    name=c.name,
-                                    id=c.id,
-                                    owner=str(c.owner) if c.owner else _("无"),
-                                )
-                                for c in found
-                            ),
+                            list="; ".join(match.message() for match in found),
                         )
                     ],
-                    "candidates": [str(c.id) for c in found],
+                    # only customers inside the actor's data scope can be attached to (and named)
+                    "candidates": [str(match.id) for match in found if match.visible],
                 }
             )
     with acting_as(session, actor), write_transaction(session):

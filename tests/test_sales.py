@@ -120,13 +120,20 @@ def test_converting_a_lead_of_an_existing_customer_offers_to_attach(api_as, pipe
     before = db.session.scalar(select(func.count()).select_from(Customer))
     offered = client.post(url, json={}, headers=headers)
     assert offered.status_code == 409
-    assert str(existing) in offered.json["message"]["candidates"]
-    assert "rep_c" in offered.json["message"]["customer_id"][0]  # who owns it
+    # as the 查重 rules tell it: whom to ask (masked) and where, not the customer's id or owner
+    message = offered.json["message"]["customer_id"][0]
+    owner = str(db.session.get(Customer, existing).owner)
+    assert offered.json["message"]["candidates"] == []
+    assert "二部" in message and f"{owner[:1]}**" in message and owner not in message
+    assert f"编号 {existing}" not in message
     assert db.session.scalar(select(func.count()).select_from(Customer)) == before  # nothing written
     # attaching to a customer rep_a may not see is refused; the owner can attach
     assert client.post(url, json={"customer_id": existing}, headers=headers).status_code == 403
     lead_c = post(api_as, "rep_c", "lead", {"name": "李工", "company": name, "mobile": unique_mobile()}).json
     owner, owner_headers = api_as("rep_c")
+    mine = owner.post(f"/api/v1/lead/{lead_c['id']}/convert", json={}, headers=owner_headers)
+    assert mine.status_code == 409 and str(existing) in mine.json["message"]["candidates"]
+    assert f"编号 {existing}" in mine.json["message"]["customer_id"][0]  # the owner is told which
     attached = owner.post(
         f"/api/v1/lead/{lead_c['id']}/convert", json={"customer_id": existing}, headers=owner_headers
     )
