@@ -648,8 +648,9 @@ def add_comment(
     now: dt.datetime | None = None,
 ) -> TicketComment:
     """Add a reply, an internal note or the customer's message. The first public staff reply is
-    the first response (SLA); a customer's reply takes a waiting ticket back in progress and
-    reopens a resolved one. Flushes, does not commit."""
+    the first response (SLA); every public staff reply is mailed to the requester; a customer's
+    reply takes a waiting ticket back in progress and reopens a resolved one. Flushes, does not
+    commit."""
     now = now or utcnow()
     errors = ErrorCollector()
     try:
@@ -688,6 +689,8 @@ def add_comment(
         ticket.first_response_at = now
         session.flush()
         sla.on_first_response(session, ticket, now)
+    if not internal and not from_customer:
+        surveys.mail_reply(session, ticket, comment)
     if from_customer:
         if ticket.status == "waiting":
             change_status(session, ticket, "in_progress", None, note=_("客户已回复"), now=now)

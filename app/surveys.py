@@ -7,6 +7,8 @@ SECRET_KEY makes the status page stop showing links of older surveys; mailed lin
 
 A rating at or below CRM_SURVEY_LOW_RATING creates a follow-up task (回访) for the leader of the
 ticket's department (else the assignee's manager, else the assignee).
+
+The requester's other mail lives here too: every public staff reply (mail_reply).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from models.base import utcnow
 from models.customers import Contact, Customer
 from models.sales import Task
 from models.security import CrmUser, Department
-from models.service import Survey, Ticket
+from models.service import Survey, Ticket, TicketComment
 
 RATINGS = (1, 2, 3, 4, 5)
 
@@ -95,6 +97,33 @@ def on_resolved(session: Session, ticket: Ticket) -> Survey | None:
         )
         queue_mail(session, email, subject, body, dedup_key=f"survey:{ticket.id}")
     return survey
+
+
+def mail_reply(session: Session, ticket: Ticket, comment: TicketComment) -> int | None:
+    """A public staff reply reaches the requester by e-mail, the text itself: the status page's
+    link was shown and mailed once and is stored only hashed, so the mail points to that one.
+    In the caller's transaction; once per reply (dedup key)."""
+    email = requester_email(session, ticket)
+    if not email or comment.internal or comment.from_customer:
+        return None
+    subject = gettext("工单 %(number)s 有新的回复", number=ticket.number)
+    body = "\n".join(
+        [
+            gettext("您好,"),
+            "",
+            gettext(
+                "您的工单 %(number)s「%(subject)s」有新的回复:", number=ticket.number, subject=ticket.subject
+            ),
+            "",
+            comment.body,
+            "",
+            gettext("查看进度或回复,请打开提交工单时收到的工单状态链接。"),
+            "",
+            "-- ",
+            str(current_app.config.get("APP_NAME", "KeGuan")),
+        ]
+    )
+    return queue_mail(session, email, subject, body, dedup_key=f"ticket-reply:{comment.id}")
 
 
 def clean_answer(form: Any) -> tuple[int, str | None]:

@@ -98,6 +98,28 @@ def test_resolving_sends_the_survey_once_to_a_real_smtp_server(app, client, smtp
     )
 
 
+def test_staff_replies_reach_the_requester_once_and_notes_never(app, client, api_as, smtp) -> None:
+    """A public reply is mailed to the requester (its text, once, through the outbox to the real
+    SMTP server); an internal note and the customer's own message are not."""
+    email = f"reply-{uuid.uuid4().hex[:8]}@example.cn"
+    ticket, status_token = open_ticket(client, email)
+    api, headers = api_as("admin")
+    url = f"/api/v1/ticket/{ticket.id}/comments"
+    replies = ({"body": "您好,新发票已寄出,顺丰单号 SF123"}, {"body": "内部: 财务已确认", "internal": True})
+    for reply in replies:
+        assert api.post(url, json=reply, headers=headers).status_code == 201
+    assert client.post(f"/support/t/{status_token}", data={"body": "收到,谢谢"}).status_code == 303
+    test_worker.run_jobs(app)
+    test_worker.run_jobs(app)  # a second pass sends nothing again
+    received = smtp.mailbox.with_subject(f"工单 {ticket.number} 有新的回复")
+    assert len(received) == 1 and received[0][1] == [email]
+    body = received[0][2].get_content()
+    assert "新发票已寄出,顺丰单号 SF123" in body and ticket.number in body
+    assert "财务已确认" not in body and "收到,谢谢" not in body
+    queued = db.session.scalars(select(OutboxMessage.subject).where(OutboxMessage.to_address == email)).all()
+    assert sorted(queued) == [f"工单 {ticket.number} 有新的回复", f"您的服务工单已提交: {ticket.number}"]
+
+
 def test_the_survey_is_answered_once(client) -> None:
     ticket, status_token = open_ticket(client)
     resolve(ticket)
