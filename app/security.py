@@ -9,7 +9,10 @@ from typing import Any
 
 from flask import current_app, flash, g, has_app_context, has_request_context, redirect, request
 from flask_appbuilder.actions import action
+from flask_appbuilder.api import expose, safe
 from flask_appbuilder.exceptions import PasswordComplexityValidationError
+from flask_appbuilder.security.decorators import permission_name, protect
+from flask_appbuilder.security.sqla.apis.user.api import UserApi
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.views import UserDBModelView
 from flask_babel import gettext
@@ -217,8 +220,23 @@ class CrmUserDBModelView(UserDBModelView):
         return redirect(self.get_redirect())
 
 
+class CrmUserApi(UserApi):
+    """FAB's user API (/api/v1/security/users), with a 404 for PUT of a user that does not exist:
+    FAB's put loads no record before writing and answers a 500."""
+
+    @expose("/<pk>", methods=("PUT",))
+    @protect()
+    @safe
+    @permission_name("put")
+    def put(self, pk: Any) -> Any:
+        if self.datamodel.get(pk, self._base_filters) is None:
+            return self.response_404()
+        return super().put.__wrapped__(self, pk)  # the undecorated put: protect() ran above
+
+
 class CrmSecurityManager(SecurityManager):
     user_model = CrmUser
+    user_api = CrmUserApi
     userdbmodelview = CrmUserDBModelView
     # FAB's user-statistics chart loads Google Charts from the internet: KeGuan works offline
     userstatschartview = None

@@ -107,12 +107,7 @@ def _cases(kind: str) -> list[tuple[str, str, str, bool]]:
         for operation in operations:
             allowed_roles = readers if operation in ("list", "get") else writers
             for role in ROLES:
-                case = (resource, operation, role, role in allowed_roles)
-                if kind == "api" and (resource, operation, role) == ("users", "put", "Admin"):
-                    # FAB's own UserApi.put loads no record before writing: a missing id is a 500
-                    # (flask_appbuilder/security/sqla/apis/user/api.py); strict, to notice the fix
-                    case = pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason="FAB: 500"))
-                cases.append(case)
+                cases.append((resource, operation, role, role in allowed_roles))
     return cases
 
 
