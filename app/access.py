@@ -63,12 +63,15 @@ def user_scope(session: Session, user: CrmUser, entity: str = "*") -> str:
     key = (user.id, entity)
     if key in cache:
         return cache[key]
-    role_ids = [role.id for role in user.roles]
-    rows = session.execute(
-        select(RoleDataScope.role_id, RoleDataScope.entity, RoleDataScope.scope).where(
-            RoleDataScope.role_id.in_(role_ids), RoleDataScope.entity.in_([entity, "*"])
-        )
-    ).all()
+    every = cache.get(user.id)  # the rows of all entities: one query per request, not per entity
+    if every is None:
+        role_ids = [role.id for role in user.roles]
+        every = cache[user.id] = session.execute(
+            select(RoleDataScope.role_id, RoleDataScope.entity, RoleDataScope.scope).where(
+                RoleDataScope.role_id.in_(role_ids)
+            )
+        ).all()
+    rows = [row for row in every if row.entity in (entity, "*")]
     per_role: dict[int, str] = {}
     for role_id, _entity, scope in sorted(rows, key=lambda r: r.entity != "*"):
         per_role[role_id] = scope  # the entity-specific row, sorted last, wins for its role

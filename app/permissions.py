@@ -224,16 +224,21 @@ def _role_rules(session: Session, roles: frozenset[str], entity: str) -> dict[st
     key = (roles, entity)
     if key in cache:
         return cache[key]
-    per_field: dict[str, dict[str, str]] = {}
-    if roles:
-        rows = session.execute(
-            select(Role.name, FieldRule.field, FieldRule.mode)
-            .join(Role, Role.id == FieldRule.role_id)
-            .where(Role.name.in_(sorted(roles)), FieldRule.entity == entity)
+    every = cache.get(roles)  # the rules of all entities: one query per request, not per entity
+    if every is None:
+        every = cache[roles] = (
+            session.execute(
+                select(FieldRule.entity, Role.name, FieldRule.field, FieldRule.mode)
+                .join(Role, Role.id == FieldRule.role_id)
+                .where(Role.name.in_(sorted(roles)))
+            ).all()
+            if roles
+            else []
         )
-        for role, name, mode in rows:
-            if mode in STRICTNESS:
-                per_field.setdefault(name, {})[role] = mode
+    per_field: dict[str, dict[str, str]] = {}
+    for rule_entity, role, name, mode in every:
+        if rule_entity == entity and mode in STRICTNESS:
+            per_field.setdefault(name, {})[role] = mode
     merged = {
         name: min(modes.values(), key=STRICTNESS.index)
         for name, modes in per_field.items()

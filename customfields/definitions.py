@@ -14,6 +14,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from flask import has_request_context, request
 from flask_appbuilder import Model
 from flask_babel import gettext as _
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint, false, select, update
@@ -169,10 +170,24 @@ def bump_version(session: Session) -> None:
     )
     if not changed.rowcount:
         session.add(CustomFieldVersion(id=1, version=1))
+    _versions_of_this_request().clear()
+
+
+def _versions_of_this_request() -> dict[str, int]:
+    """The version as this request read it, per database (throwaway outside requests)."""
+    return request.environ.setdefault("keguan.cf_version", {}) if has_request_context() else {}
 
 
 def current_version(session: Session) -> int:
-    return session.scalar(select(CustomFieldVersion.version).where(CustomFieldVersion.id == 1)) or 0
+    """The definitions' version number: read once per request, which every screen, filter and
+    schema of that request then agrees on (a show page with eight related lists asked eight
+    times); a definition changed by the request itself is read again (bump_version)."""
+    seen = _versions_of_this_request()
+    database = database_key(session)
+    if database not in seen:
+        version = session.scalar(select(CustomFieldVersion.version).where(CustomFieldVersion.id == 1)) or 0
+        seen[database] = version
+    return seen[database]
 
 
 class _Cache:

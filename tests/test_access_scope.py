@@ -154,9 +154,12 @@ def test_record_tabs_list_children_by_the_record_alone(login_as, owned: dict[str
         statements.append(statement)
 
     client = login_as("manager1")
+    show = client.get(f"/customerview/show/{owned['rep_b']}").get_data(as_text=True)
+    tab = f"/customerview/tab/{owned['rep_b']}/ContactView"
+    assert f'data-url="{tab}"' in show  # the tab loads its list when opened
     event.listen(db.engine, "before_cursor_execute", remember)
     try:
-        page = client.get(f"/customerview/show/{owned['rep_b']}")
+        page = client.get(tab)
     finally:
         event.remove(db.engine, "before_cursor_execute", remember)
     assert page.status_code == 200 and "rep_b联系人" in page.get_data(as_text=True)
@@ -167,6 +170,12 @@ def test_record_tabs_list_children_by_the_record_alone(login_as, owned: dict[str
     other = db.session.scalar(select(Contact.id).where(Contact.customer_id == owned["manager2"]))
     assert client.get(f"/contactview/show/{other}").status_code == 404
     assert client.get(f"/customerview/show/{owned['manager2']}").status_code == 404
+    assert client.get(f"/customerview/tab/{owned['manager2']}/ContactView").status_code == 404
+    # only the tabs the page names, and only for a role that may list them
+    assert client.get(f"/customerview/tab/{owned['rep_b']}/MyTicketView").status_code == 404
+    assert client.get(f"/customerview/tab/{owned['rep_b']}/AuditLogView").status_code == 404
+    anonymous = client.application.test_client()
+    assert anonymous.get(tab).status_code == 302  # not logged in: to the login page
 
 
 def test_rep_cannot_give_a_customer_to_someone_else(api_as) -> None:

@@ -287,6 +287,25 @@ def test_every_page_works_offline(server: Server, customer_id: int, screenshots:
     )
 
 
+def test_a_customer_tab_loads_its_list_when_opened(server: Server, customer_id: int) -> None:
+    """The 360 page renders its tabs empty; opening 联系人 fetches the contacts into the tab, and
+    a sorting link of that list reloads it in place, without leaving the page."""
+    with admin_page(server) as (page, monitor):
+        visit(page, monitor, f"{server.url}/customerview/show/{customer_id}")
+        pane = page.locator("#ContactView")
+        assert pane.locator(".crm-lazy-tab").count() == 1 and "张三" not in (pane.text_content() or "")
+        page.click('a[href="#ContactView"]')
+        pane.locator("text=张三").wait_for()
+        monitor.settle(page)
+        sort = pane.locator("th a[href*='_oc_ContactView']").first
+        sort.click()
+        monitor.settle(page)
+        assert urlsplit(page.url).path == f"/customerview/show/{customer_id}"  # still on the page
+        assert "张三" in (pane.text_content() or "")
+        problems = monitor.report()
+    assert not problems, problems
+
+
 def test_language_switch(server: Server, customer_id: int) -> None:
     """/lang/en shows Flask-AppBuilder's English strings, /lang/zh brings the Chinese back."""
     with admin_page(server) as (page, monitor):

@@ -11,6 +11,20 @@ from models.customers import Contact, Customer
 from tests.conftest import unique_mobile, unique_name, valid_credit_code
 
 
+def test_the_customer_page_has_each_related_tab_once(login_as) -> None:
+    """The tabs are the classes CustomerView names: FAB would add registered subclasses too
+    (the tickets a second time, as the agent's 我的待办工单 queue), on the show and edit pages."""
+    customer = Customer(name=unique_name("标签页客户"), owner_id=None)
+    db.session.add(customer)
+    db.session.commit()
+    client = login_as("admin")
+    for page in ("show", "edit"):
+        html = client.get(f"/customerview/{page}/{customer.id}").get_data(as_text=True)
+        tabs = re.findall(r'href="#([A-Za-z]+View)"', html)
+        assert tabs.count("TicketView") == 1 and "MyTicketView" not in tabs, tabs
+        assert len(tabs) == len(set(tabs)) and {"ContactView", "OrderView", "InteractionView"} <= set(tabs)
+
+
 def test_screen_crud(login_as) -> None:
     client = login_as("rep_a")
     name, mobile = unique_name("东营垦利石化"), unique_mobile()

@@ -261,6 +261,7 @@ class CustomerView(CustomerPoolActions, PermittedTabsMixin, CrmModelView):
         ContactView, OpportunityView, OrderView, InteractionView, TaskView, TicketView, CustomerTeamMemberView
     ]  # fmt: skip
     show_template = "crm/customer_show.html"
+    lazy_tabs = True  # the 360 page shows the timeline; each tab's list loads when opened
 
     @expose("/show/<pk>", methods=["GET"])
     @has_access

@@ -106,3 +106,40 @@
     });
   });
 })(jQuery);
+
+/* Lazy tabs of a record page (views.base.PermittedTabsMixin.lazy_tabs): a tab's list is fetched
+   when the tab is first shown (or is already open, as ab_keep_tab.js may restore it); its paging
+   and sorting links load into the tab too. jQuery's .html() runs the list's inline scripts
+   (the delete buttons). */
+(function ($) {
+  "use strict";
+  function load(holder, url) {
+    var box = $(holder);
+    box.attr("aria-busy", "true");
+    $.ajax({ url: url, dataType: "html" })
+      .done(function (html) { box.html(html); })
+      .fail(function () { box.empty().append($("<p class='text-danger'>").text(box.data("failed"))); })
+      .always(function () { box.removeAttr("aria-busy"); });
+  }
+  $(function () {
+    $(".crm-lazy-tab").each(function () {
+      var holder = this;
+      var pane = $(holder).closest(".tab-pane");
+      var own = new URL(holder.getAttribute("data-url"), window.location.href).pathname;
+      function open() {
+        if (!holder.hasAttribute("data-opened")) {
+          holder.setAttribute("data-opened", "");
+          load(holder, holder.getAttribute("data-url"));
+        }
+      }
+      $('a[data-toggle="tab"][href="#' + pane.attr("id") + '"]').on("shown.bs.tab", open);
+      if (pane.hasClass("active")) { open(); }
+      $(holder).on("click", "a[href]", function (event) {
+        if (this.pathname === own) {  // a page or a sort order of this same list
+          event.preventDefault();
+          load(holder, this.href);
+        }
+      });
+    });
+  });
+})(jQuery);
