@@ -24,6 +24,7 @@ from app.demo_orders import load_order_demo
 from app.demo_pools import load_pool_demo
 from app.demo_service import load_service_demo
 from app.errors import Conflict
+from app.pools import recycle
 from app.security import generate_password
 from customfields.definitions import CustomField
 from models.base import utcnow
@@ -264,8 +265,9 @@ def load_sales_demo(session: Session, rng: random.Random, reps: list[CrmUser]) -
     for customer in session.scalars(select(Customer).order_by(Customer.id)).all():
         owner = customer.owner or rng.choice(reps)
         flow = pipelines[1] if customer.industry and "服务" in customer.industry.name else pipelines[0]
+        age = customer_age_days(customer, now)
         for _number in range(rng.choice([0, 1, 1, 2])):
-            opened = now - dt.timedelta(days=rng.randint(20, 360))
+            opened = now - dt.timedelta(days=rng.randint(min(20, age), min(360, age)))
             path = flow.stages[: rng.randint(1, len(flow.stages) - 2)]
             ending = rng.random()
             if ending < 0.3:
@@ -299,7 +301,8 @@ def load_sales_demo(session: Session, rng: random.Random, reps: list[CrmUser]) -
             opportunity.created_at = opened
             session.commit()
             counts["opportunities"] += 1
-        for days_ago in sorted(rng.sample(range(1, 365), rng.randint(2, 7)), reverse=True):
+        days = range(1, min(365, age) + 1)
+        for days_ago in sorted(rng.sample(days, min(len(days), rng.randint(2, 7))), reverse=True):
             occurred = (now - dt.timedelta(days=days_ago)).replace(
                 hour=rng.randint(8, 17), minute=0, second=0
             )
@@ -330,6 +333,12 @@ def load_sales_demo(session: Session, rng: random.Random, reps: list[CrmUser]) -
         counts["leads"] += 1
     counts["converted leads"] = _convert_demo_leads(session, convert_lead)
     return counts
+
+
+def customer_age_days(customer: Customer, now: dt.datetime) -> int:
+    """Whole days since the customer was created (at least 1): the demo's history of a
+    customer (follow-ups, opportunities, orders) happens within them."""
+    return max(1, (now - customer.created_at).days)
 
 
 def _convert_demo_leads(session: Session, convert_lead: Any, wanted: int = 3) -> int:
@@ -480,6 +489,9 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
                 owner_id=owner.id,
                 custom=demo_custom_values(rng, i + 1),
             )
+        # the company has used KeGuan for a little over a year: customers arrived all along, so
+        # "new customers by month" has a history (their follow-ups and orders come after)
+        customer.created_at = utcnow() - dt.timedelta(days=rng.randint(3, 395), hours=rng.randint(0, 23))
         customer.tags = rng.sample(tags, rng.randint(0, 2))
         customer.groups = rng.sample(groups, rng.randint(0, 1))
         customer_service.save(session, customer, owner)
@@ -506,6 +518,7 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
     figures |= load_order_demo(session, rng, reps)
     figures |= {f"approvals {key}": value for key, value in demo_decide(session, rng).items()}
     figures |= {f"pool {key}": value for key, value in load_pool_demo(session, rng, reps).items()}
+    recycle(session)  # the pools' first daily run: due dates, so the workbench shows who is warned
     figures |= {f"service {key}": value for key, value in load_service_demo(session, rng, password).items()}
     counts = {"users": len(users), "customers": customers, "contacts": contacts}
     return {**counts, "password": password, **figures}

@@ -95,7 +95,8 @@ def _one_order(
     owner: CrmUser,
     counts: dict[str, int],
 ) -> None:
-    ordered_on = today - dt.timedelta(days=rng.randint(5, 360))
+    known = max(0, min(360, (today - customer.created_at.date()).days))  # not before the customer
+    ordered_on = today - dt.timedelta(days=rng.randint(min(5, known), known))
     if opportunity is not None and opportunity.closed_at is not None:
         ordered_on = min(opportunity.closed_at.date() + dt.timedelta(days=rng.randint(0, 10)), today)
     contract = rng.random() < 0.6

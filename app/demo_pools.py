@@ -28,6 +28,8 @@ def load_pool_demo(session: Session, rng: random.Random, reps: list[CrmUser]) ->
     """东营公海 serves the sales reps' departments (no follow-up for 30 days, 60 for key
     customers, OR not won within 90 days; locked and won customers exempt); 总部公海 serves the
     root department. About one customer in eight of the reps goes into a pool with its history.
+    The demo company started the rules within the last month (the others' owned_since), so the
+    first daily run warns a few owners and takes nobody back at once.
     Idempotent on the pools (by name); run once on the customers (as the rest of the demo)."""
     now = utcnow()
     sales_departments = sorted({rep.department_id for rep in reps if rep.department_id})
@@ -75,6 +77,7 @@ def load_pool_demo(session: Session, rng: random.Random, reps: list[CrmUser]) ->
     for customer in owned:
         draw = rng.random()
         when = now - dt.timedelta(days=rng.randint(1, 120), hours=rng.randint(0, 23))
+        when = max(when, customer.created_at)  # not before the customer existed
         if draw < 0.125:  # went back to the pool, recycled by a rule or released by its owner
             recycled = rng.random() < 0.6
             moves.append(
@@ -122,6 +125,8 @@ def load_pool_demo(session: Session, rng: random.Random, reps: list[CrmUser]) ->
             )
             customer.owned_since = when
             counts["transferred"] += 1
+        else:  # the rules started last month: each owner's clock runs from then, not from years ago
+            customer.owned_since = max(now - dt.timedelta(days=rng.randint(0, 29)), customer.created_at)
     session.add_all(moves)
     session.commit()
     return {"pools": 2 if head_office.id else 1, **counts}

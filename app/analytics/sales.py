@@ -627,14 +627,38 @@ def _period_start(period: str, day: dt.date) -> dt.date:
     return day.replace(month=(day.month - 1) // months * months + 1, day=1)
 
 
+TARGET_MET_COLOUR, TARGET_OPEN_COLOUR = "#2ca02c", "#636efa"
+
+
 def targets_figure(df: pd.DataFrame, filters: Filters) -> go.Figure:
-    labels = [f"{r.period_label} {r.period_start[:7]} {r.who} {r.metric_label}" for r in df.itertuples()]
-    completion = [f"{c:.1f}%" for c in df["completion"]]
-    data = [
-        _bar(labels, df["target"], _("目标")),
-        _bar(labels, df["actual"], _("实际"), text=completion, textposition="outside"),
-    ]
-    return _figure(data, barmode="group", yaxis=_title(_("金额 (元)")))
+    """One horizontal bar per target: its completion in percent against a line at 100%, the
+    amounts on hover. Targets of a department and of a rep differ by orders of magnitude, so
+    bars of amounts side by side made the small ones unreadable; a share compares them."""
+    rows = df.iloc[::-1]  # the first target on top
+    labels = [f"{r.who} · {r.period_label} {r.period_start[:7]} · {r.metric_label}"
+              for r in rows.itertuples()]
+    bar = _bar(
+        rows["completion"], labels, _("完成率"),
+        orientation="h",
+        ids=row_ids(rows.index),
+        text=[f"{c:.1f}%" for c in rows["completion"]],
+        textposition="outside",
+        marker={"color": [TARGET_MET_COLOUR if c >= 100 else TARGET_OPEN_COLOUR for c in rows["completion"]]},
+        customdata=[[f"¥{t:,.2f}", f"¥{a:,.2f}"]
+                    for t, a in zip(rows["target"], rows["actual"], strict=True)],
+        hovertemplate=f"%{{y}}<br>{_('目标')} %{{customdata[0]}}<br>{_('实际')} %{{customdata[1]}}"
+        f"<br>{_('完成率')} %{{x:.1f}}%<extra></extra>",
+    )  # fmt: skip
+    widest = max([100.0, *df["completion"]]) * 1.15  # room for the text beside the longest bar
+    return _figure(
+        [bar],
+        showlegend=False,
+        height=max(320, 90 + 34 * len(rows.index)),
+        xaxis={**_title(_("完成率 (%)")), "range": [0, widest], "ticksuffix": "%"},
+        yaxis={"automargin": True},
+        shapes=[{"type": "line", "xref": "x", "yref": "paper", "x0": 100, "x1": 100, "y0": 0, "y1": 1,
+                 "line": {"color": "#d62728", "dash": "dash", "width": 1}}],
+    )  # fmt: skip
 
 
 # --- collections -----------------------------------------------------------------------------------
