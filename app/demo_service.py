@@ -325,7 +325,9 @@ def generate_tickets(
     """`count` tickets over the past year, the newest still open, every status at least once."""
     now = utcnow().replace(microsecond=0)
     local_districts = sorted(districts.values())
-    customers = session.execute(select(Customer.id, Customer.district_code).order_by(Customer.id)).all()
+    customers = session.execute(
+        select(Customer.id, Customer.district_code, Customer.created_at).order_by(Customer.id)
+    ).all()
     contacts = dict(
         session.execute(
             select(Contact.customer_id, Contact.id).where(Contact.is_primary.is_(True)).order_by(Contact.id)
@@ -345,7 +347,8 @@ def generate_tickets(
         category = categories[category_name]
         subjects, resolutions, complaints = TEXTS[category_name]
         subject, description = rng.choice(subjects)
-        customer = rng.choice(customers) if customers and rng.random() < 0.85 else None
+        known = [c for c in customers if c.created_at <= created]  # a customer's tickets come after it
+        customer = rng.choice(known) if known and rng.random() < 0.85 else None
         district = (
             customer.district_code
             if customer is not None and customer.district_code in local_districts
