@@ -532,3 +532,31 @@ def test_my_subscriptions_screen_changes_the_day_and_pauses(login_as) -> None:
     (item,) = subscriptions_of("rep_a")
     assert (item.weekday, item.active, item.filters) == (5, False, {"range": "month"})  # unticked: paused
     assert login_as("rep_b").get(f"/dashboardsubscriptionview/edit/{item.id}").status_code in (302, 404)
+
+
+# --- the house style ---------------------------------------------------------------------------------
+def test_a_time_axis_with_one_month_becomes_a_category_axis() -> None:
+    """"This month" leaves one month on a chart by month: plotly would draw a millisecond-wide
+    date range with an invisible bar; the axis becomes a category axis with one labelled bar.
+    Two months stay a date axis, and a numeric axis with one value (one customer's bar) stays."""
+    from plotly.graph_objects import Figure
+
+    from views.analytics import style
+
+    one_month = style(Figure(data=[{"type": "bar", "x": ["2026-11"], "y": [1200.0]}]))
+    assert one_month.layout.xaxis.type == "category" and one_month.layout.yaxis.type is None
+    days = style(Figure(data=[{"type": "scatter", "x": [dt.date(2026, 11, 2)], "y": [3], "xaxis": "x"}]))
+    assert days.layout.xaxis.type == "category"
+    two_months = style(Figure(data=[{"type": "bar", "x": ["2026-10", "2026-11"], "y": [1, 2]}]))
+    assert two_months.layout.xaxis.type is None
+    one_customer = style(Figure(data=[{"type": "bar", "x": [5000.0], "y": ["甲公司"], "orientation": "h"}]))
+    assert one_customer.layout.xaxis.type is None and one_customer.layout.yaxis.type is None
+    subplots = Figure(
+        data=[
+            {"type": "bar", "x": ["2026-11"], "y": [1]},
+            {"type": "bar", "x": ["2026-10", "2026-11"], "y": [1, 2], "xaxis": "x2", "yaxis": "y2"},
+        ],
+        layout={"xaxis2": {"anchor": "y2"}, "yaxis2": {}},
+    )
+    styled = style(subplots)
+    assert styled.layout.xaxis.type == "category" and styled.layout.xaxis2.type is None

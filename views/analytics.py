@@ -12,7 +12,9 @@ script: the Content-Security-Policy stays as it is).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode
@@ -74,8 +76,37 @@ def language() -> str:
     return "zh-CN" if str(get_locale() or "zh").startswith("zh") else "en"
 
 
+#: a month ("2026-11"), a day or a moment as the figures write them on a time axis
+DATE_TEXT = re.compile(r"^\d{4}-\d{2}(-\d{2})?([ T][\d:.]+)?$")
+
+
+def _is_date(value: Any) -> bool:
+    if isinstance(value, (dt.date, dt.datetime)):
+        return True
+    return isinstance(value, str) and bool(DATE_TEXT.match(value))
+
+
+def _one_date_axes_as_categories(fig: Figure) -> None:
+    """A time axis with a single value (the filter "this month" on a chart by month) is drawn
+    by plotly as a millisecond-wide range with a bar one millisecond wide: invisible, labelled
+    "23:59:59.9996". Such an axis becomes a category axis: one labelled bar, as the user expects."""
+    values: dict[str, set[str]] = {}
+    for trace in fig.data:
+        if trace.type not in ("bar", "scatter"):
+            continue
+        for letter in ("x", "y"):
+            data = getattr(trace, letter, None)
+            if data is not None and len(data) and all(_is_date(v) for v in data):
+                axis = (getattr(trace, f"{letter}axis", None) or letter).replace(letter, f"{letter}axis", 1)
+                values.setdefault(axis, set()).update(str(v) for v in data)
+    for axis, seen in values.items():
+        if len(seen) == 1:
+            fig.layout[axis].type = "category"
+
+
 def style(fig: Figure) -> Figure:
     """The house style every dashboard shares: fills its card, CJK fonts, ¥ 1,234.5 separators."""
+    _one_date_axes_as_categories(fig)
     fig.update_layout(
         autosize=True,
         width=None,
