@@ -280,6 +280,15 @@ def test_id_number_masked_everywhere_but_for_admin_and_finance(api_as, login_as)
     assert id_number not in form and masked in form
 
 
+def test_a_blank_masked_field_shows_blank_not_none(api_as, login_as) -> None:
+    """A company has no ID number: the rep's page (the number masked for Sales Reps) shows an
+    empty cell, as for any other blank field, not the text "None"."""
+    pk, _body = new_customer(api_as)
+    html = login_as("rep_a").get(f"/customerview/show/{pk}").get_data(as_text=True)
+    cell = html.split("身份证号", 1)[1].split("</tr>", 1)[0]
+    assert "None" not in cell, cell
+
+
 # --- writes: hidden and read-only fields refused on the screen and in the API -------------------------
 def test_read_only_and_hidden_fields_are_not_written(api_as, login_as) -> None:
     pk, body = new_customer(api_as, level="key")

@@ -347,7 +347,8 @@ def restrict_form(form: Any, policy: FieldPolicy, creating: bool) -> Any:
 
 
 def _as_is(value: Any) -> Any:
-    return value
+    """A masked value is already text (the mask); a blank stays blank, not "None"."""
+    return "" if value is None else value
 
 
 def shape_widget(widget: Any, policy: FieldPolicy, in_list: bool) -> None:
