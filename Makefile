@@ -34,7 +34,7 @@ bench: $(STAMP)
 
 # Refresh the English catalogue from the code and compile (the .mo files are committed)
 i18n: $(STAMP)
-	PYTHONPATH=app/translations $(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k lazy -k _ -k gettext --sort-by-file -o $(VENV)/messages.pot .
+	PYTHONPATH=app/translations $(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k lazy -k _ -k gettext -k lazy_pgettext:1c,2 --sort-by-file -o $(VENV)/messages.pot .
 	$(VENV)/bin/pybabel update -i $(VENV)/messages.pot -d app/translations -l en --no-fuzzy-matching
 	$(VENV)/bin/pybabel compile -d app/translations --statistics
 

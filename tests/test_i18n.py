@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 PAGES = [
@@ -51,8 +53,9 @@ def test_amounts_in_cny_and_times_in_local_zone(login_as, api_as) -> None:
 
 def test_every_message_in_the_code_has_an_english_translation() -> None:
     """Extract the Chinese messages from the code as `make i18n` does (babel.cfg, with the
-    Choices extractor) and look each up in the compiled English catalogue: a string added
-    without `make i18n` and a translation would show in Chinese on an English screen."""
+    Choices extractor, with contexts: "plural" for menus and list titles) and look each up in
+    the compiled English catalogue: a string added without `make i18n` and a translation would
+    show in Chinese on an English screen."""
     import sys
     from pathlib import Path
 
@@ -66,10 +69,11 @@ def test_every_message_in_the_code_has_an_english_translation() -> None:
     try:
         with open(root / "babel.cfg") as config:
             method_map, options_map = parse_mapping_cfg(config)
-        keywords = {"_": None, "gettext": None, "lazy_gettext": None, "lazy": None}
+        plain: dict[str, Any] = dict.fromkeys(("_", "gettext", "lazy_gettext", "lazy"))
+        keywords = {**plain, "lazy_pgettext": ((1, "c"), 2)}  # as `make i18n`: -k lazy_pgettext:1c,2
         found = {
-            message if isinstance(message, str) else message[0]: filename
-            for filename, _line, message, *_rest in extract_from_dir(
+            (message, context): filename
+            for filename, _line, message, _comments, context in extract_from_dir(
                 str(root), method_map, options_map, keywords=keywords
             )
         }
@@ -77,6 +81,10 @@ def test_every_message_in_the_code_has_an_english_translation() -> None:
         sys.path.remove(extractors)
     with open(root / "app/translations/en/LC_MESSAGES/messages.mo", "rb") as handle:
         english = read_mo(handle)
-    translated = {message.id for message in english if message.id and message.string}
-    missing = sorted(f"{filename}: {text}" for text, filename in found.items() if text not in translated)
+    translated = {
+        (message.id, message.context.decode() if isinstance(message.context, bytes) else message.context)
+        for message in english
+        if message.id and message.string
+    }  # (read_mo gives a context as bytes)
+    missing = sorted(f"{filename}: {key}" for key, filename in found.items() if key not in translated)
     assert len(found) > 1000 and not missing, "run `make i18n` and translate:\n" + "\n".join(missing)

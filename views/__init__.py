@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _
+from flask_babel import lazy_pgettext
 
 from views import (
     analytics,  # 分析: the dashboards
@@ -37,15 +38,15 @@ SETTINGS = "Settings"
 
 #: (view, menu name (a stable id), label, icon, category, category label, category icon)
 MENU = [
-    (customers.CustomerView, "Customers", _("客户"), "fa-building", CUSTOMERS),
-    (customers.ContactView, "Contacts", _("联系人"), "fa-address-book", CUSTOMERS),
+    (customers.CustomerView, "Customers", lazy_pgettext("plural", "客户"), "fa-building", CUSTOMERS),
+    (customers.ContactView, "Contacts", lazy_pgettext("plural", "联系人"), "fa-address-book", CUSTOMERS),
     (customers.CustomerGroupView, "Customer groups", _("客户分组"), "fa-object-group", CUSTOMERS),
     (customers.TagView, "Tags", _("标签"), "fa-tags", CUSTOMERS),
     (pools.PoolCustomerView, "Customer pool", _("公海客户"), "fa-life-ring", CUSTOMERS),
     (pools.PoolMoveView, "Pool history", _("公海记录"), "fa-history", CUSTOMERS),
     (pools.CustomerTeamMemberView, "Customer teams", _("团队成员"), "fa-user-plus", CUSTOMERS),
     (sales.LeadView, "Leads", _("线索"), "fa-filter", SALES),
-    (sales.OpportunityView, "Opportunities", _("商机"), "fa-handshake-o", SALES),
+    (sales.OpportunityView, "Opportunities", lazy_pgettext("plural", "商机"), "fa-handshake-o", SALES),
     (kanban.KanbanView, "Opportunity board", _("商机看板"), "fa-columns", SALES),
     (sales.InteractionView, "Follow-ups", _("跟进记录"), "fa-comments", SALES),
     (sales.TaskView, "Tasks", _("任务"), "fa-check-square-o", SALES),
@@ -70,7 +71,7 @@ MENU = [
     (approvals.ApprovalFlowView, "Approval flows", _("审批流程"), "fa-sitemap", SETTINGS),
 ]
 CATEGORIES = {
-    CUSTOMERS: (_("客户"), "fa-users"),
+    CUSTOMERS: (lazy_pgettext("plural", "客户"), "fa-users"),
     SALES: (_("销售"), "fa-line-chart"),
     SERVICE: (_("服务"), "fa-life-ring"),
     SETTINGS: (_("设置"), "fa-cogs"),

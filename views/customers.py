@@ -12,6 +12,7 @@ from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import FilterEqual, FilterEqualFunction
 from flask_appbuilder.security.decorators import permission_name, protect  # 查重
 from flask_babel import lazy_gettext as _
+from flask_babel import lazy_pgettext
 from sqlalchemy import select
 from wtforms import BooleanField
 
@@ -73,7 +74,7 @@ CUSTOMER_LABELS = {
     "department": _("所属部门"),
     "tags": _("标签"),
     "groups": _("分组"),
-    "contacts": _("联系人"),
+    "contacts": lazy_pgettext("plural", "联系人"),
     "created_at": _("创建时间"),
     "updated_at": _("更新时间"),
     "created_by": _("创建人"),
@@ -162,7 +163,7 @@ REGION_LEVEL_FILTERS = {
 
 class ContactView(CrmModelView):
     datamodel = CrmInterface(Contact)
-    list_title = _("联系人")
+    list_title = lazy_pgettext("plural", "联系人")
     show_title = _("联系人详情")
     add_title = _("新建联系人")
     edit_title = _("编辑联系人")
@@ -218,7 +219,7 @@ class CustomerInterface(CrmInterface):
 
 class CustomerView(CustomerPoolActions, PermittedTabsMixin, CrmModelView):
     datamodel = CustomerInterface(Customer)  # encryption at rest: blind-index filters
-    list_title = _("客户")
+    list_title = lazy_pgettext("plural", "客户")
     show_title = _("客户详情")
     add_title = _("新建客户")
     edit_title = _("编辑客户")
@@ -340,7 +341,11 @@ class TagView(CrmModelView):
 class CustomerGroupView(CrmModelView):
     datamodel = CrmInterface(CustomerGroup)
     list_title = _("客户分组")
-    label_columns = {"name": _("分组名称"), "description": _("说明"), "customers": _("客户")}
+    label_columns = {
+        "name": _("分组名称"),
+        "description": _("说明"),
+        "customers": lazy_pgettext("plural", "客户"),
+    }
     list_columns = ["name", "description"]
     add_columns = edit_columns = ["name", "description"]
 

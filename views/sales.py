@@ -11,6 +11,7 @@ from flask_appbuilder.actions import action
 from flask_appbuilder.api import expose as api_expose
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_babel import lazy_gettext as _
+from flask_babel import lazy_pgettext
 from sqlalchemy import select
 
 from app.access import assignable_user_ids, current_actor
@@ -234,7 +235,7 @@ class StageChangeView(CrmModelView):
 
 class OpportunityView(CrmModelView):
     datamodel = CrmInterface(Opportunity)
-    list_title = _("商机")
+    list_title = lazy_pgettext("plural", "商机")
     label_columns = LABELS
     list_columns = ["name", "customer", "stage", "amount", "expected_close", "owner", "status"]
     show_columns = [*OPPORTUNITY_FIELDS, "status", "closed_at", "stage_changed_at", "created_at"]
