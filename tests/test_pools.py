@@ -461,6 +461,8 @@ def test_hidden_fields_never_reach_pool_browsers(api_as, login_as, org, make_poo
     assert "13912345671" not in text and "secret@pool.example.cn" not in text and "0546-8881234" in text
     listing = screen.get("/poolcustomerview/list/")
     assert listing.status_code == 200 and pool.name in listing.get_data(as_text=True)
+    # the customers' own column titles (a customer's kind is not a recycle rule's kind)
+    assert "客户类型" in listing.get_data(as_text=True) and "规则类型" not in listing.get_data(as_text=True)
     # the pool's customer is not in the owners' customer list (no owner, no department)
     assert screen.get(f"/customerview/show/{customer_id}").status_code == 404
     # claimed: the owner sees everything

@@ -75,7 +75,12 @@ LABELS = {
     "access": _("权限"),
     "until": _("截止日期"),
     "note": _("备注"),
-    # customers seen in a pool
+}
+#: customers seen in a pool: their own labels (a customer's "kind" is not a rule's kind)
+POOL_CUSTOMER_LABELS = {
+    "name": _("客户名称"),
+    "kind": _("客户类型"),
+    "pool_id": _("公海"),
     "level": _("客户级别"),
     "status": _("客户状态"),
     "industry": _("行业"),
@@ -272,7 +277,7 @@ class PoolCustomerView(CrmModelView):
     show_title = _("公海客户详情")
     base_permissions = ["can_list", "can_show", "can_claim", "can_assign"]
     method_permission_name = {"claim_action": "claim", "assign_action": "assign", "assign_form": "assign"}
-    label_columns = LABELS
+    label_columns = POOL_CUSTOMER_LABELS
     list_columns = POOL_CUSTOMER_LIST
     show_columns = POOL_CUSTOMER_SHOW
     search_columns = ["name", "level", "industry", "pool_id", "pooled_at"]
