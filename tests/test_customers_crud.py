@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from models.customers import Contact, Customer
+from models.security import CrmUser
 from tests.conftest import unique_mobile, unique_name, valid_credit_code
 
 
@@ -23,6 +24,25 @@ def test_the_customer_page_has_each_related_tab_once(login_as) -> None:
         tabs = re.findall(r'href="#([A-Za-z]+View)"', html)
         assert tabs.count("TicketView") == 1 and "MyTicketView" not in tabs, tabs
         assert len(tabs) == len(set(tabs)) and {"ContactView", "OrderView", "InteractionView"} <= set(tabs)
+
+
+def test_the_customer_page_shows_the_panels_and_actions_of_its_kind_and_state(login_as) -> None:
+    """A company's page has no personal panel and a person's no company panel; a locked
+    customer offers 解锁 and not 锁定, an unlocked one the reverse."""
+    rep = db.session.scalar(select(CrmUser).where(CrmUser.username == "rep_a"))
+    company = Customer(name=unique_name("面板企业"), kind="company", owner_id=rep.id, locked=True)
+    person = Customer(name=unique_name("面板个人"), kind="individual", owner_id=rep.id)
+    db.session.add_all([company, person])
+    db.session.commit()
+    client = login_as("rep_a")
+    shown = client.get(f"/customerview/show/{company.id}").get_data(as_text=True)
+    assert "企业信息" in shown and "个人信息" not in shown
+    assert "action/unlock_action/" in shown and "action/lock_action/" not in shown
+    shown = client.get(f"/customerview/show/{person.id}").get_data(as_text=True)
+    assert "个人信息" in shown and "企业信息" not in shown
+    assert "action/lock_action/" in shown and "action/unlock_action/" not in shown
+    form = client.get(f"/customerview/edit/{person.id}").get_data(as_text=True)
+    assert "个人信息" in form and "企业信息" in form  # the kind may change on the form
 
 
 def test_screen_crud(login_as) -> None:

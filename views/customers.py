@@ -39,6 +39,10 @@ from views.sales import InteractionView, OpportunityView, TaskView
 from views.service import TicketView
 from views.widgets import customer_select
 
+#: the panels of one kind of customer (the form shows both: the kind may change)
+COMPANY_FIELDSET = (_("企业信息"), {"fields": ["credit_code", "industry", "size", "website"]})
+PERSON_FIELDSET = (_("个人信息"), {"fields": ["id_number", "gender", "birth_date", "occupation"]})
+
 CUSTOMER_LABELS = {
     "kind": _("客户类型"),
     "name": _("客户名称"),
@@ -227,8 +231,8 @@ class CustomerView(CustomerPoolActions, PermittedTabsMixin, CrmModelView):
     list_columns = ["name", "kind", "level", "status", "mobile", "city", "owner", "updated_at"]
     show_fieldsets = [
         (_("基本信息"), {"fields": ["kind", "name", "level", "status", "source", "owner", "department"]}),
-        (_("企业信息"), {"fields": ["credit_code", "industry", "size", "website"]}),
-        (_("个人信息"), {"fields": ["id_number", "gender", "birth_date", "occupation"]}),
+        COMPANY_FIELDSET,
+        PERSON_FIELDSET,
         (_("联系方式"), {"fields": ["mobile", "phone", "email", "address"]}),
         (
             _("分类"),
@@ -242,8 +246,8 @@ class CustomerView(CustomerPoolActions, PermittedTabsMixin, CrmModelView):
     ]
     add_fieldsets = [
         (_("基本信息"), {"fields": ["kind", "name", "level", "status", "source", "owner"]}),
-        (_("企业信息"), {"fields": ["credit_code", "industry", "size", "website"]}),
-        (_("个人信息"), {"fields": ["id_number", "gender", "birth_date", "occupation"]}),
+        COMPANY_FIELDSET,
+        PERSON_FIELDSET,
         (_("联系方式"), {"fields": ["mobile", "phone", "email", "province", "city", "district", "street"]}),
         (
             _("分类"),
@@ -280,6 +284,15 @@ class CustomerView(CustomerPoolActions, PermittedTabsMixin, CrmModelView):
             figures=self._figures(int(pk)),
             timeline=customer_timeline(db.session, int(pk), current_actor(), self._timeline_kinds(), cursor),
         )
+
+    def _get_show_widget(
+        self, pk: Any, item: Any, widgets: Any = None, actions: Any = None, show_fieldsets: Any = None
+    ) -> Any:
+        """A company's page without the personal panel and a person's without the company one;
+        lock or unlock, as the customer stands."""
+        other = {"company": PERSON_FIELDSET, "individual": COMPANY_FIELDSET}.get(item.kind)
+        fieldsets = [fieldset for fieldset in show_fieldsets or self.show_fieldsets if fieldset is not other]
+        return super()._get_show_widget(pk, item, widgets, actions or self.actions_for(item), fieldsets)
 
     def _timeline_kinds(self) -> list[str]:
         """The timeline's sources whose screen the user's role may list (a Sales Rep reads the

@@ -393,6 +393,17 @@ class CustomerPoolActions:
         "transfer_form": "edit",
     }
 
+    actions: dict[str, Any]
+
+    def actions_for(self, customer: Any) -> dict[str, Any]:
+        """The actions a customer's own page offers: lock or unlock, as it stands; a customer
+        in a pool has no owner to release or hand it over (its list keeps them all, for a
+        selection of several)."""
+        drop = {"lock_action" if customer.locked else "unlock_action"}
+        if customer.pool_id is not None:
+            drop |= {"release_action", "transfer_action", "lock_action", "unlock_action"}
+        return {name: item for name, item in self.actions.items() if name not in drop}
+
     @action("release_action", _("退回公海"), None, "fa-undo")
     def release_action(self, items: Any) -> Any:
         ids = [str(item.id) for item in (items if isinstance(items, list) else [items]) if item is not None]
