@@ -45,6 +45,14 @@ def test_the_customer_page_shows_the_panels_and_actions_of_its_kind_and_state(lo
     assert "个人信息" in form and "企业信息" in form  # the kind may change on the form
 
 
+def test_the_browser_tab_names_the_screen(login_as) -> None:
+    client = login_as("rep_a")
+    assert "<title>客户 · " in client.get("/customerview/list/").get_data(as_text=True)
+    assert "<title>新建客户 · " in client.get("/customerview/add").get_data(as_text=True)
+    client.get("/lang/en")
+    assert "<title>Customers · " in client.get("/customerview/list/").get_data(as_text=True)
+
+
 def test_screen_crud(login_as) -> None:
     client = login_as("rep_a")
     name, mobile = unique_name("东营垦利石化"), unique_mobile()
