@@ -37,7 +37,7 @@ from werkzeug.serving import make_server
 
 from app.customers import contact_service, customer_service
 from app.extensions import db
-from app.orders import order_service, submit_order
+from app.orders import move_order, order_service, submit_order
 from customfields.definitions import CustomField
 from models.approvals import ApprovalFlow, ApprovalStep
 from models.customers import Contact, Customer
@@ -454,5 +454,39 @@ def test_an_order_list_is_filtered_by_a_customer_picked_by_typing(server: Server
         assert orders[chosen.id].number in listed and orders[other.id].number not in listed
         assert f"_flt_0_customer={chosen.id}" in page.url
         assert name in page.inner_text("#filter_form")  # the chosen customer, named
+        problems = monitor.report()
+    assert not problems, problems
+
+
+def test_an_order_list_is_filtered_by_a_status_picked_by_its_label(server: Server) -> None:
+    """A choice column's filter is a select of its labels (草稿, 已作废, ...), not a text box
+    where the user would have to type the stored code: pick 已作废, search; the voided order
+    stays and the draft goes."""
+    admin = user("admin")
+    customer = customer_service.save(
+        db.session, Customer(name=unique_name("状态筛选客户"), mobile=unique_mobile()), admin
+    )
+    made = []
+    for _number in range(2):
+        line = OrderLine(description="硫酸 98%", quantity=Decimal("1"), unit_price=Decimal("100"))
+        order = Order(title=unique_name("状态订单"), customer_id=customer.id, lines=[line])
+        made.append(order_service.save(db.session, order, admin))
+    draft, voided = made
+    move_order(db.session, voided, "voided", admin, "客户取消采购计划")
+    with admin_page(server) as (page, monitor):
+        visit(page, monitor, f"{server.url}/orderview/list/?_flt_0_customer={customer.id}")
+        page.click("a.accordion-toggle[href='#accordion1_href']")  # the 搜索 panel
+        page.click("#filter_form button.dropdown-toggle")
+        page.click("#filter_form a.filter[name=status]")
+        status = page.locator("#filter_form select.filter_val[name$=_status]")
+        labels = status.evaluate("select => Array.from(select.options).map(o => o.text)")
+        assert {"草稿", "已审批", "已作废"} <= set(labels), labels
+        status.select_option(label="已作废", force=True)  # select2 hides the select itself
+        with page.expect_navigation():
+            page.click("#filter_form button[type=submit], #filter_form .btn-primary")
+        monitor.settle(page)
+        assert "_flt_0_status=voided" in page.url, page.url
+        listed = " ".join(page.locator("table:not(.filters)").all_inner_texts())
+        assert voided.number in listed and draft.number not in listed
         problems = monitor.report()
     assert not problems, problems

@@ -546,8 +546,11 @@ class CrmModelView(HistoryMixin, ModelView):  # HistoryMixin adds the History ta
 
     def _init_forms(self) -> None:
         # after FAB has settled the search columns (all searchable ones when a view names none)
-        remote = remote_search_fields(self.datamodel.obj, list(self.search_columns), self.label_columns)
-        self.search_form_extra_fields = {**remote, **(self.search_form_extra_fields or {})}
+        model, searched = self.datamodel.obj, list(self.search_columns)
+        remote = remote_search_fields(model, searched, self.label_columns)
+        # a choice column is filtered by picking its label (已审批), not by typing its code (approved)
+        choices = {c: f for c, f in choice_fields(model, self.label_columns).items() if c in searched}
+        self.search_form_extra_fields = {**remote, **choices, **(self.search_form_extra_fields or {})}
         super()._init_forms()
         if service_for(self.datamodel.obj) is not None:
             self.add_form = with_domain_validation(self.add_form, self)
