@@ -54,6 +54,7 @@ from models.orders import (
     ORDER_KINDS,
     ORDER_STATUSES,
     PAYMENT_METHODS,
+    PLAN_STATUSES,
     Invoice,
     Order,
     OrderLine,
@@ -515,6 +516,7 @@ def _check_order(
 
 class PaymentPlanService(RecordService):
     model = PaymentPlan
+    choices = {"status": PLAN_STATUSES}  # computed from the collections; the labels show it
     cleaners = {"notes": text_up_to(255)}
     required = {
         "order_id": lazy("请选择订单"),

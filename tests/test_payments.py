@@ -280,6 +280,9 @@ def test_payments_are_read_only_for_the_owner_and_hidden_from_other_reps(api_as,
     assert rep.post(f"/paymentview/submit/{paid}").status_code == 403
     assert rep.get("/invoiceview/add").status_code == 403
     assert rep.get("/paymentplanview/add").status_code == 403
+    # the plan's computed status shows by its label (待回款, 部分回款), not its stored code
+    plans = rep.get(f"/paymentplanview/show/{plan_id}").get_data(as_text=True)
+    assert "待回款" in plans or "部分回款" in plans
     other = login_as("rep_c")
     assert other.get(f"/paymentview/show/{paid}").status_code == 404
     assert other.get(f"/invoiceview/show/{bill}").status_code == 404
