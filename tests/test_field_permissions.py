@@ -281,9 +281,9 @@ def test_id_number_masked_everywhere_but_for_admin_and_finance(api_as, login_as)
 
 
 def test_a_blank_masked_field_shows_blank_not_none(api_as, login_as) -> None:
-    """A company has no ID number: the rep's page (the number masked for Sales Reps) shows an
-    empty cell, as for any other blank field, not the text "None"."""
-    pk, _body = new_customer(api_as)
+    """A person whose ID number is not on file: the rep's page (the number masked for Sales
+    Reps) shows an empty cell, as for any other blank field, not the text "None"."""
+    pk, _body = new_customer(api_as, kind="individual", credit_code=None)
     html = login_as("rep_a").get(f"/customerview/show/{pk}").get_data(as_text=True)
     cell = html.split("身份证号", 1)[1].split("</tr>", 1)[0]
     assert "None" not in cell, cell
