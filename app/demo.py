@@ -19,7 +19,7 @@ from stdnum.cn import ric, uscc  # ric: encryption at rest
 
 from app.customers import contact_service, customer_service
 from app.customfields import CustomFieldService
-from app.demo_approvals import demo_decide, load_approval_demo
+from app.demo_approvals import backdate_approvals, demo_decide, load_approval_demo
 from app.demo_orders import load_order_demo
 from app.demo_pools import load_pool_demo
 from app.demo_service import load_service_demo
@@ -517,6 +517,7 @@ def load_demo(session: Session, seed: int = 20261123) -> dict[str, Any] | None:
     figures |= load_approval_demo(session, rng, reps)
     figures |= load_order_demo(session, rng, reps)
     figures |= {f"approvals {key}": value for key, value in demo_decide(session, rng).items()}
+    backdate_approvals(session, rng)
     figures |= {f"pool {key}": value for key, value in load_pool_demo(session, rng, reps).items()}
     recycle(session)  # the pools' first daily run: due dates, so the workbench shows who is warned
     figures |= {f"service {key}": value for key, value in load_service_demo(session, rng, password).items()}

@@ -11,13 +11,13 @@ from typing import Any
 
 from flask_appbuilder.security.sqla.models import Role
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from app.approvals import decide
 from app.targets import PERIOD_MONTHS
 from models.approvals import ApprovalDecision, ApprovalFlow, ApprovalRequest, ApprovalStep
 from models.base import utcnow
-from models.orders import SalesTarget
+from models.orders import Invoice, Order, Payment, SalesTarget
 from models.security import CrmUser
 
 #: (name, document, position, conditions, description, [(approver kind, mode, role name)])
@@ -153,3 +153,39 @@ def demo_decide(session: Session, rng: random.Random, leave_waiting: float = 0.2
         decide(session, request_id, session.get(CrmUser, approver_id), action, comment)
         counts[action] += 1
     return counts
+
+
+#: where a document's own day is kept: a request is submitted on it
+DOCUMENT_DAYS: dict[str, tuple[type, str]] = {
+    "order": (Order, "ordered_on"),
+    "payment": (Payment, "received_on"),
+    "invoice": (Invoice, "issued_on"),
+}
+
+
+def backdate_approvals(session: Session, rng: random.Random) -> None:
+    """The demo's approvals happened when their documents were made, not when the demo was
+    loaded: each request is submitted on its document's day (a request still waiting, within
+    the last week), decided within a day or two, and an approved document approved at that
+    moment (targets count actuals by approval time). Commits."""
+    now = utcnow()
+    requests = session.scalars(select(ApprovalRequest).options(selectinload(ApprovalRequest.decisions)))
+    for request in requests:
+        model, column = DOCUMENT_DAYS.get(request.document, (None, ""))
+        document = session.get(model, request.document_id) if model is not None else None
+        if document is None:
+            continue
+        day = getattr(document, column) or request.submitted_at.date()
+        if request.status == "pending":
+            day = max(day, (now - dt.timedelta(days=rng.randint(0, 6))).date())
+        moment = min(dt.datetime.combine(day, dt.time(rng.randint(1, 3), rng.randint(0, 59))), now)
+        request.submitted_at = moment  # (09:00-11:59 in Beijing, stored in UTC)
+        for decision in request.decisions:
+            if decision.decided_at is not None:
+                moment = min(moment + dt.timedelta(hours=rng.randint(1, 30)), now)
+                decision.decided_at = moment
+        if request.closed_at is not None:
+            request.closed_at = moment
+            if request.status == "approved" and getattr(document, "approved_at", None) is not None:
+                document.approved_at = moment
+    session.commit()

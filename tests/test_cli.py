@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from sqlalchemy import func, select
@@ -9,7 +10,10 @@ from sqlalchemy import func, select
 from app.access import DEFAULT_ROLE_SCOPES
 from app.extensions import db
 from app.security import ROLE_PERMISSIONS, generate_password
+from models.approvals import ApprovalRequest
 from models.customers import Customer, Industry, Region
+from models.orders import Order
+from models.sales import Interaction
 from models.security import CrmUser, RoleDataScope
 
 
@@ -101,4 +105,15 @@ def test_first_run_on_an_empty_database_loads_the_demo_company(tmp_path, monkeyp
             select(func.count()).select_from(Customer).where(Customer.city_code == 370500)
         )
         assert dongying > 20  # a Dongying company's customers are mostly local
+        # a believable year: customers arrived over the months, documents were approved when made
+        created = {c.created_at.strftime("%Y-%m") for c in db.session.scalars(select(Customer))}
+        assert len(created) >= 10, created
+        approved = db.session.scalars(select(Order.approved_at).where(Order.approved_at.is_not(None))).all()
+        assert len({moment.strftime("%Y-%m") for moment in approved}) >= 6, approved
+        requests = db.session.scalars(select(ApprovalRequest)).all()
+        assert requests and all(r.closed_at is None or r.closed_at >= r.submitted_at for r in requests)
+        assert len({r.submitted_at.strftime("%Y-%m") for r in requests}) >= 3  # not all on the install day
+        first_seen = {c.id: c.created_at for c in db.session.scalars(select(Customer))}
+        follow_ups = db.session.scalars(select(Interaction)).all()
+        assert all(f.occurred_at >= first_seen[f.customer_id] - dt.timedelta(days=1) for f in follow_ups)
         db.session.remove()
