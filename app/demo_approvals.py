@@ -182,7 +182,8 @@ def backdate_approvals(session: Session, rng: random.Random) -> None:
         request.submitted_at = moment  # (09:00-11:59 in Beijing, stored in UTC)
         for decision in request.decisions:
             if decision.decided_at is not None:
-                moment = min(moment + dt.timedelta(hours=rng.randint(1, 30)), now)
+                later = rng.choice([1, 2, 3, 4, 5, 23, 24, 25])  # the same day or the next, in office hours
+                moment = min(moment + dt.timedelta(hours=later), now)
                 decision.decided_at = moment
         if request.closed_at is not None:
             request.closed_at = moment
