@@ -16,7 +16,7 @@ from flask_appbuilder import expose, has_access
 from flask_appbuilder.api import expose as api_expose
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_appbuilder.security.sqla.models import Role
-from flask_babel import gettext
+from flask_babel import gettext, lazy_pgettext
 from flask_babel import lazy_gettext as _
 from sqlalchemy import select
 from wtforms import SelectField, TextAreaField
@@ -157,7 +157,7 @@ class ApprovalRequestView(CrmModelView):
     """审批: what waits for me, what I decided and my own requests; decide on the detail page."""
 
     datamodel = CrmInterface(ApprovalRequest)
-    list_title = _("审批")
+    list_title = lazy_pgettext("plural", "审批")
     base_permissions = ["can_list", "can_show", "can_decide"]
     label_columns = LABELS
     list_columns = ["title", "document", "amount", "status", "owner", "submitted_at", "closed_at"]

@@ -338,7 +338,7 @@ class CustomerView(CustomerPoolActions, PermittedTabsMixin, CrmModelView):
 
 class IndustryView(CrmModelView):
     datamodel = CrmInterface(Industry)
-    list_title = _("行业")
+    list_title = lazy_pgettext("plural", "行业")
     label_columns = {"name": _("行业名称"), "position": _("排序")}
     list_columns = add_columns = edit_columns = ["name", "position"]
     base_order = ("position", "asc")

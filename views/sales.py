@@ -134,7 +134,7 @@ PRODUCT_FIELDS = ["sku", "name", "category", "unit", "price", "on_sale", "descri
 
 class ProductView(CrmModelView):
     datamodel = CrmInterface(Product)
-    list_title = _("产品")
+    list_title = lazy_pgettext("plural", "产品")
     label_columns = LABELS
     list_columns = ["sku", "name", "category", "unit", "price", "on_sale"]
     show_columns = [*PRODUCT_FIELDS, "created_at", "updated_at"]
@@ -284,7 +284,7 @@ TASK_FIELDS = ["title", "due_at", "status", "owner", "customer", "lead", "opport
 
 class TaskView(CrmModelView):
     datamodel = CrmInterface(Task)
-    list_title = _("任务")
+    list_title = lazy_pgettext("plural", "任务")
     label_columns = {**LABELS, "title": _("任务")}
     list_columns = ["title", "due_at", "status", "owner", "customer"]
     show_columns = [*TASK_FIELDS, "done_at", "created_at"]
@@ -314,7 +314,7 @@ LEAD_FIELDS = [
 
 class LeadView(CrmModelView):
     datamodel = CrmInterface(Lead)
-    list_title = _("线索")
+    list_title = lazy_pgettext("plural", "线索")
     label_columns = LABELS
     list_columns = ["name", "company", "mobile", "source", "status", "owner", "created_at"]
     show_columns = [*LEAD_FIELDS, "converted_at", "customer", "contact", "created_at"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import flash, redirect, request, session, url_for
 from flask_appbuilder import AppBuilder, BaseView, expose
-from flask_babel import gettext
+from flask_babel import gettext, lazy_pgettext
 from flask_babel import lazy_gettext as _
 from flask_login import current_user
 from wtforms.validators import DataRequired
@@ -32,7 +32,7 @@ from views.base import CrmInterface, CrmModelApi, CrmModelView
 
 class DepartmentView(CrmModelView):
     datamodel = CrmInterface(Department)
-    list_title = _("部门")
+    list_title = lazy_pgettext("plural", "部门")
     label_columns = {
         "name": _("部门名称"),
         "parent": _("上级部门"),
