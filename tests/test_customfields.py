@@ -349,6 +349,25 @@ def test_custom_fields_on_the_screens(api_as, login_as) -> None:
     assert secret["api_name"] not in edit
 
 
+def test_a_custom_date_time_is_typed_and_shown_in_local_time(api_as, login_as) -> None:
+    """Stored in UTC like every moment (and so in the API), typed and shown on the screens in
+    the company's time zone (UTC+8): 2026-11-23 08:00 in Dongying is 00:00 UTC."""
+    visit = define(api_as, field_type="datetime", label_zh="首次拜访时间")["api_name"]
+    client = login_as("rep_a")
+    base = {"kind": "company", "level": "normal", "status": "prospect", "name": unique_name("拜访")}
+    saved = client.post("/customerview/add", data={**base, f"custom__{visit}": "2026-11-23 08:00"})
+    assert saved.status_code == 302, saved.get_data(as_text=True)[-2000:]
+    customer = db.session.scalar(select(Customer).where(Customer.name == base["name"]))
+    assert customer.custom[visit] == "2026-11-23T00:00:00"
+    api, headers = api_as("rep_a")
+    assert api.get(f"/api/v1/customer/{customer.id}", headers=headers).json["result"]["custom"][visit] == (
+        "2026-11-23T00:00:00"
+    )
+    assert "2026/11/23 08:00" in client.get(f"/customerview/show/{customer.id}").get_data(as_text=True)
+    edit = client.get(f"/customerview/edit/{customer.id}").get_data(as_text=True)
+    assert 'value="2026-11-23 08:00:00"' in edit
+
+
 def test_edit_form_updates_and_keeps_read_only_values(api_as, login_as) -> None:
     note = define(api_as, field_type="text", label_zh="备注二")["api_name"]
     locked = define(api_as, field_type="text", label_zh="锁定值", editable_roles=["Admin"])["api_name"]

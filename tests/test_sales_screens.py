@@ -5,6 +5,7 @@ on the real database, as the user would."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import os
 from typing import Any
@@ -14,6 +15,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from app.extensions import db
+from models.base import utcnow
 from models.customers import Customer
 from models.sales import Interaction, Lead, Opportunity, Pipeline, Stage, StageChange, Task
 from tests.conftest import unique_mobile, unique_name, user
@@ -305,3 +307,39 @@ def test_an_admin_moves_a_stages_opportunities_then_deletes_the_stage(api_as, lo
     assert fresh(Stage, doomed) is None
     # the sales reps may not move opportunities between stages in bulk
     assert login_as("rep_a").get(f"/stageview/move/{kept}").status_code in (302, 403)
+
+
+def test_times_on_the_forms_are_the_companys_local_time(api_as, login_as) -> None:
+    """Moments are stored in UTC and typed and shown in the company's time zone (Asia/Shanghai,
+    UTC+8): a call made ten minutes ago by the wall clock is accepted (read as UTC it would lie
+    eight hours in the future and be refused), stored as UTC, and its edit form and page show
+    the wall-clock times the rep typed; a task due at 09:00 reminds at 09:00 Beijing time."""
+    customer = api_post(api_as, "rep_a", "customer", {"name": unique_name("时区客户")})
+    browser = login_as("rep_a")
+    now = utcnow().replace(microsecond=0)
+    typed = (now + dt.timedelta(hours=8) - dt.timedelta(minutes=10)).replace(second=0)
+    subject = unique_name("时区电话")
+    added = browser.post(
+        "/interactionview/add",
+        data={
+            "kind": "call",
+            "occurred_at": f"{typed:%Y-%m-%d %H:%M}",
+            "next_contact_at": "2026-12-01 09:30",
+            "customer": customer,
+            "subject": subject,
+            "content": "本地时间的跟进",
+        },
+    )
+    assert added.status_code == 302, text_of(added)[:3000]
+    follow_up = db.session.scalar(select(Interaction).where(Interaction.subject == subject))
+    assert follow_up.occurred_at == typed - dt.timedelta(hours=8)
+    assert follow_up.next_contact_at == dt.datetime(2026, 12, 1, 1, 30)  # 09:30 in Beijing
+    form = text_of(browser.get(f"/interactionview/edit/{follow_up.id}"))
+    assert f'value="{typed:%Y-%m-%d %H:%M:%S}"' in form and 'value="2026-12-01 09:30:00"' in form
+    assert "09:30" in text_of(browser.get(f"/interactionview/show/{follow_up.id}"))
+    title = unique_name("时区任务")
+    task = browser.post("/taskview/add", data={"title": title, "due_at": "2026-12-02 09:00"})
+    assert task.status_code == 302, text_of(task)[:3000]
+    assert db.session.scalar(select(Task.due_at).where(Task.title == title)) == dt.datetime(2026, 12, 2, 1, 0)
+    refused = browser.post("/taskview/add", data={"title": unique_name("时区任务"), "due_at": "明天上午"})
+    assert refused.status_code == 200 and "应为日期时间" in text_of(refused)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import io
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -41,9 +42,10 @@ from flask_appbuilder.widgets import ListWidget
 from flask_babel import get_locale, lazy_gettext
 from markupsafe import Markup
 from marshmallow import ValidationError
-from sqlalchemy import Boolean, inspect
+from sqlalchemy import Boolean, DateTime, inspect
 from sqlalchemy.orm import selectinload
 from wtforms import BooleanField, SelectField, StringField
+from wtforms.validators import InputRequired, Optional
 
 from app.access import (
     DataScopeFilter,
@@ -68,7 +70,7 @@ from views.audit import HistoryMixin  # every record's History tab
 from views.custom_filters import sortable, with_custom_filters
 from views.custom_forms import PREFIX, form_name, with_custom_fields, with_search_fields
 from views.formatters import display_custom, display_formatter
-from views.widgets import remote_search_fields
+from views.widgets import LocalDateTimeField, remote_search_fields
 
 #: Conditions and ordering a REST list adds for this request (custom-field filters), set by
 #: CrmModelApi around FAB's list code and read by CrmInterface; a ContextVar is per request.
@@ -244,6 +246,23 @@ def boolean_fields(model: type, label_columns: dict[str, Any]) -> dict[str, Bool
             fixed = column.default is not None and not callable(column.default.arg)
             default = column.default.arg if fixed else False
             fields[column.key] = BooleanField(label_columns.get(column.key, column.key), default=default)
+    return fields
+
+
+def datetime_fields(model: type, label_columns: dict[str, Any]) -> dict[str, LocalDateTimeField]:
+    """Date-time inputs in the company's time zone (the columns hold UTC); required when the
+    column is NOT NULL without a default, as FAB's own field was."""
+    fields = {}
+    for column in inspect(model).columns:
+        if isinstance(column.type, DateTime) and not column.primary_key:
+            default = column.default.arg if column.default is not None else None
+            if callable(default):  # SQLAlchemy's wrapper of utcnow takes the execution context
+                default = functools.partial(default, None)
+            fields[column.key] = LocalDateTimeField(
+                label_columns.get(column.key, column.key),
+                [InputRequired()] if not column.nullable and default is None else [Optional()],
+                default=default,
+            )
     return fields
 
 
@@ -517,9 +536,9 @@ class CrmModelView(HistoryMixin, ModelView):  # HistoryMixin adds the History ta
             self.add_title = self.add_title or lazy_gettext("新建%(name)s", name=self.list_title)
             self.edit_title = self.edit_title or lazy_gettext("编辑%(name)s", name=self.list_title)
             self.show_title = self.show_title or lazy_gettext("%(name)s详情", name=self.list_title)
-        checkboxes = boolean_fields(model, self.label_columns)
-        self.add_form_extra_fields = {**checkboxes, **(self.add_form_extra_fields or {})}
-        self.edit_form_extra_fields = {**checkboxes, **(self.edit_form_extra_fields or {})}
+        inputs = {**boolean_fields(model, self.label_columns), **datetime_fields(model, self.label_columns)}
+        self.add_form_extra_fields = {**inputs, **(self.add_form_extra_fields or {})}
+        self.edit_form_extra_fields = {**inputs, **(self.edit_form_extra_fields or {})}
         service = service_for(model)
         if service is not None:
             selects = choice_fields(model, self.label_columns)

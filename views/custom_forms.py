@@ -8,6 +8,7 @@ service checks it, so a form and the API give the same messages.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask_appbuilder.fieldwidgets import (
@@ -22,12 +23,13 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
 from wtforms import BooleanField, Field, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.validators import Optional
 from wtforms.widgets import html_params
 
 from app.customfields import file_store, reference_labels, user_options
 from customfields.definitions import USER_TARGET, CustomField
 from customfields.query import storage_kind
-from views.widgets import RemoteSelectWidget
+from views.widgets import LocalDateTimeField, RemoteSelectWidget
 
 PREFIX = "custom__"
 #: reference targets the search API can look up as the user types
@@ -117,6 +119,8 @@ def form_field(field: CustomField, editable: bool) -> Field:
         )
     if kind == "long_text":
         return TextAreaField(label, widget=BS3TextAreaFieldWidget(), **options)
+    if kind == "datetime":  # typed in the company's time zone, stored in UTC like every moment
+        return LocalDateTimeField(label, [Optional()], **options)
     if kind == "reference" and field.target_entity == USER_TARGET:
         choices = [("", "—"), *user_options()]
         return SelectField(label, choices=choices, widget=Select2Widget(), validate_choice=False, **options)
@@ -148,6 +152,8 @@ def with_custom_fields(form_class: type, fields: list[tuple[CustomField, bool]])
                     value = [item["id"] for item in value or []]
                 elif field.field_type == "reference" and field.target_entity == USER_TARGET:
                     value = str(value) if value is not None else None
+                elif field.field_type == "datetime" and isinstance(value, str):
+                    value = dt.datetime.fromisoformat(value)  # stored ISO text in UTC
                 self[form_name(field)].data = value
 
     def custom_values(self: Any) -> dict[str, Any]:

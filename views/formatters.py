@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,8 @@ def display_custom(field: Any, value: Any, labels: dict[int, str] | None = None)
         return format_currency(value, "CNY")
     if field.field_type == "percent":
         return f"{value}%"
+    if field.field_type == "datetime" and isinstance(value, str):
+        return _local_datetime(dt.datetime.fromisoformat(value))  # stored in UTC, shown local
     return str(value)
 
 
