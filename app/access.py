@@ -11,21 +11,20 @@ request into `g`, so a page costs two tiny queries for scope, not one per row.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from flask import current_app, has_app_context, has_request_context, request
+from flask import current_app, has_request_context, request
 from flask_appbuilder.models.filters import BaseFilter
 from sqlalchemy import ColumnElement, and_, false, inspect, or_, select, true, union
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import True_
 
+from app.clock import local_today
 from models.base import OwnedMixin
 from models.customers import Customer
 from models.pools import CustomerPool, CustomerTeamMember, pool_department
@@ -419,12 +418,6 @@ def scope_partition(session: Session, model: type, user: CrmUser | None) -> list
 
 #: Owned models users can be added to as collaborators (团队成员): model -> its membership model
 TEAM_MODELS: dict[type, type] = {Customer: CustomerTeamMember}
-
-
-def local_today() -> dt.date:
-    """Today in the company's time zone (an end date "until" counts in local days)."""
-    zone = current_app.config.get("BABEL_DEFAULT_TIMEZONE", "UTC") if has_app_context() else "UTC"
-    return dt.datetime.now(ZoneInfo(zone)).date()
 
 
 def team_clause(session: Session, model: type, user: CrmUser, write: bool) -> ColumnElement[bool] | None:

@@ -8,10 +8,20 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, has_app_context
 
+#: config.py's default, also used outside an application (a script, a unit of the engine)
+DEFAULT_ZONE = "Asia/Shanghai"
+
 
 def company_zone() -> ZoneInfo:
-    name = current_app.config.get("BABEL_DEFAULT_TIMEZONE", "UTC") if has_app_context() else "UTC"
-    return ZoneInfo(name)
+    if not has_app_context():
+        return ZoneInfo(DEFAULT_ZONE)
+    return ZoneInfo(current_app.config.get("BABEL_DEFAULT_TIMEZONE", DEFAULT_ZONE))
+
+
+def local_today() -> dt.date:
+    """Today in the company's time zone: plan dates, targets' periods and "until" dates are
+    local days."""
+    return dt.datetime.now(company_zone()).date()
 
 
 def to_local(moment: dt.datetime) -> dt.datetime:

@@ -16,10 +16,10 @@ from flask_appbuilder.security.sqla.models import Role
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.clock import local_today
 from app.errors import DomainError
 from app.orders import (
     invoice_service,
-    local_today,
     money,
     move_order,
     order_service,

@@ -18,9 +18,8 @@ import datetime as dt
 from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import IO, Any
-from zoneinfo import ZoneInfo
 
-from flask import current_app, has_app_context
+from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as lazy
 from sqlalchemy import ColumnElement, Select, event, func, inspect, select, update
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 from app import approvals, validators
 from app.access import scope_clause
 from app.approvals import DocumentKind
+from app.clock import local_today
 from app.customfields import UploadRule, file_store, upload_rule
 from app.errors import ErrorCollector, ValidationFailed
 from app.notifications import notify, queue_mail
@@ -96,12 +96,6 @@ def line_amount(quantity: Any, unit_price: Any, discount_percent: Any) -> Decima
     """quantity x unit price x (1 - discount/100), rounded once at the end."""
     factor = 1 - Decimal(discount_percent or 0) / 100
     return money(Decimal(quantity or 0) * Decimal(unit_price or 0) * factor)
-
-
-def local_today() -> dt.date:
-    """Today in the company's time zone (CRM_TIMEZONE): plan dates are local dates."""
-    zone = current_app.config["BABEL_DEFAULT_TIMEZONE"] if has_app_context() else "Asia/Shanghai"
-    return dt.datetime.now(ZoneInfo(zone)).date()
 
 
 def _as_decimal(values: dict[str, Any], errors: ErrorCollector, field: str) -> Decimal | None:

@@ -62,12 +62,12 @@ from app.access import (
     assignable_user_ids,
     browsable_pool_ids,
     first_in_scope,
-    local_today,
     owner_clause,
     pool_departments,
     pool_of_department,
     user_scope,
 )
+from app.clock import local_today
 from app.errors import AccessDenied, Conflict, ErrorCollector, NotFound, ValidationFailed
 from app.notifications import queue_mail
 from app.services import RecordService, acting_as, parent_is_new, text_up_to, unindexed, write_transaction

@@ -26,9 +26,9 @@ from flask import Flask
 from sqlalchemy import delete, select
 
 from app import analytics
-from app.access import local_today
 from app.analytics import trends
 from app.analytics.rollups import refresh_rollups
+from app.clock import local_today
 from app.extensions import db
 from models.base import utcnow
 from models.customers import Customer, Industry

@@ -10,8 +10,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.clock import local_today
 from app.extensions import db
-from app.orders import local_today, payment_plan_run, payments_due
+from app.orders import payment_plan_run, payments_due
 from models.notifications import Notification, OutboxMessage
 from models.orders import Invoice, Order, Payment, PaymentPlan
 from tests.conftest import user

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from app.clock import local_today
 from app.customers import TimelineCursor, customer_figures, customer_timeline
 from app.extensions import db
-from app.orders import local_today
 from app.sales import move_opportunities
 from app.service import create_ticket
 from models.base import utcnow

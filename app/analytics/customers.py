@@ -28,7 +28,7 @@ from flask_babel import lazy_gettext
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from app.access import department_tree_ids, local_today, request_cache
+from app.access import department_tree_ids, request_cache
 from app.analytics import Chart, Filters, links, register, rollups
 from app.analytics.customer_rollups import (
     RFM_SEGMENTS,
@@ -37,6 +37,7 @@ from app.analytics.customer_rollups import (
     company_view,
     scope_rows,
 )
+from app.clock import local_today
 from models.analytics import Rollup
 from models.customers import (
     CUSTOMER_LEVELS,

@@ -29,11 +29,12 @@ from flask_babel import lazy_gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.access import department_tree_ids, local_today, subordinate_ids, user_scope
+from app.access import department_tree_ids, subordinate_ids, user_scope
 from app.analytics import (
     Filters,
     rollups,  # (a module: rollups imports top_customers, which imports us)
 )
+from app.clock import local_today
 from app.customfields import visible_fields
 from app.errors import ErrorCollector
 from customfields.definitions import CustomField

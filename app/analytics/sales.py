@@ -33,7 +33,6 @@ from sqlalchemy.sql.elements import True_
 from app.access import (
     department_tree_ids,
     disjoint_owner_branches,
-    local_today,
     owner_clause,
     scope_clause,
 )
@@ -51,6 +50,7 @@ from app.analytics.rollups import (
     week_start,
 )
 from app.analytics.top_customers import precomputed_top
+from app.clock import local_today
 from app.targets import PERIOD_MONTHS, period_end, progress
 from models.analytics import Rollup, TopCustomerRollup
 from models.customers import Customer

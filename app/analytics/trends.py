@@ -28,7 +28,6 @@ from flask_babel import lazy_gettext
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from app.access import local_today
 from app.analytics import Chart, Filters, links, register, rollups
 from app.analytics.customer_rollups import PotentialCustomer, potential_group_id, scope_rows
 from app.analytics.customers import (
@@ -39,6 +38,7 @@ from app.analytics.customers import (
     money,
     owner_conditions,
 )
+from app.clock import local_today
 from models.customers import COMPANY_SIZES, CUSTOMER_LEVELS, Customer, Industry, Region
 from models.security import CrmUser
 
