@@ -138,9 +138,9 @@ def seeded(app: Flask) -> Iterator[None]:
     and a lost opportunity and stage history, a recycle and a claim in a pool; then the rollups
     refreshed as the worker does. Afterwards the orders are voided, the rest that the other
     tests could count is removed or retired, and the rollups are refreshed again."""
-    today = local_today()
-    day = at(today.isoformat())
     with app.app_context():
+        today = local_today()  # the company's day, and a moment in it not yet to come
+        day = min(at(today.isoformat()), utcnow().replace(microsecond=0))
         session = db.session
         root = session.scalar(select(Department).where(Department.parent_id.is_(None)))
         department = Department(name=f"浏览器看板部{PID}", parent_id=root.id)
